@@ -1,0 +1,1 @@
+"""Device drivers shipped with labctl, registered through the ``labctl.drivers`` entry points."""

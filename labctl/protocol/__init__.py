@@ -1,0 +1,1 @@
+"""The ``labctl/1`` wire protocol: topic scheme and payload models (see DESIGN.md)."""

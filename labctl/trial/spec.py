@@ -1,0 +1,179 @@
+"""Trial specs: YAML validated by pydantic, with errors that name the file, line and field."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from labctl.trial.criteria import Criterion
+from labctl.trial.durations import Duration
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class DeviceSelector(_Spec):
+    """Which rig devices fill a role in the trial."""
+
+    role: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
+    channel: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]*$")]
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, ge=1)
+    select: list[str] | None = None
+    """Optional ``vendor/device`` patterns (shell-style) narrowing the role."""
+
+
+class WaitStep(_Spec):
+    """Let time pass (device time on a simulated rig, wall time otherwise)."""
+
+    wait: Duration
+
+
+class MeasureStep(_Spec):
+    """Record and evaluate readings for a duration of device time."""
+
+    measure: Duration
+
+
+Step = WaitStep | MeasureStep
+
+
+class Phase(_Spec):
+    """A named list of steps."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
+    steps: list[Step] = Field(min_length=1)
+
+
+class TrialSpec(_Spec):
+    """A trial, as written in ``trials/*.yaml``."""
+
+    trial: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    title: str
+    kind: str
+    """The evaluator, e.g. ``sensor-accuracy``."""
+    devices: dict[str, DeviceSelector] = Field(min_length=1)
+    duration: Duration
+    """Length of the measurement in device time."""
+    averaging: Duration = 86400.0
+    conditions: list[str] = Field(default_factory=list)
+    bins: dict[str, list[float]] = Field(default_factory=dict)
+    """Condition bin edges; defaults come from the evaluator (RH: 60, 75, 85 %)."""
+    criteria: dict[str, Criterion] = Field(min_length=1)
+    phases: list[Phase] | None = None
+    """Optional script; by default the trial is one measure phase of ``duration``."""
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec and where it came from."""
+
+    spec: TrialSpec
+    path: Path
+    sha256: str
+    text: str
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; ``str()`` is the message for the user."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_spec(path: Path, known_kinds: set[str] | None = None) -> LoadedSpec:
+    """Read, parse and validate a spec file; raise :class:`SpecError` naming file, line, field."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(path, [f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+    return parse_spec(text, path, known_kinds)
+
+
+def parse_spec(text: str, path: Path, known_kinds: set[str] | None = None) -> LoadedSpec:
+    """Validate spec text; ``path`` is used for messages."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(path, [f"{where}: not valid YAML: {problem}"]) from exc
+    if node is None or not isinstance(node, yaml.MappingNode):
+        raise SpecError(path, [f"{path}:1: a trial spec is a mapping with 'trial:', 'kind:', …"])
+    loader = yaml.SafeLoader(text)
+    try:
+        data = loader.construct_document(node)
+    finally:
+        loader.dispose()
+    try:
+        spec = TrialSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(node, loc)
+            field = ".".join(str(p) for p in loc if not _is_union_tag(p)) or "(top level)"
+            problems.append(f"{path}:{line}: {field}: {_words(err)}")
+        raise SpecError(path, problems) from exc
+    if known_kinds is not None and spec.kind not in known_kinds:
+        line = _line_of(node, ("kind",))
+        kinds = ", ".join(sorted(known_kinds)) or "none installed"
+        raise SpecError(path, [f"{path}:{line}: kind: no evaluator called {spec.kind!r} (known: {kinds})"])
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return LoadedSpec(spec=spec, path=path, sha256=digest, text=text)
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and part in ("WaitStep", "MeasureStep")
+
+
+def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
+    """1-based line of the deepest YAML node that ``loc`` reaches."""
+    current = node
+    for part in loc:
+        if _is_union_tag(part):
+            continue
+        nxt: yaml.Node | None = None
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                if str(key_node.value) == str(part):
+                    nxt = value_node
+                    break
+            if nxt is None:  # a missing key: point at the mapping that lacks it
+                break
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(current.value):
+                nxt = current.value[part]
+        if nxt is None:
+            break
+        current = nxt
+    return int(current.start_mark.line) + 1
+
+
+def _words(err: Any) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid"))
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see trials/ for examples)"
+    if kind == "literal_error":
+        return msg
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    return msg
+
+
