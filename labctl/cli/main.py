@@ -17,8 +17,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from labctl.cli import eval_cmd
+    from labctl.cli import eval_cmd, run_cmd, runs_cmd, spec_cmd
 
+    cli.add_command(run_cmd.run)
+    cli.add_command(runs_cmd.runs_group)
+    cli.add_command(spec_cmd.spec_group)
     cli.add_command(eval_cmd.eval_group)
 
 
@@ -31,3 +34,7 @@ def main() -> None:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - only outside a run
         sys.exit(ExitCode.ABORTED)
+
+
+if __name__ == "__main__":
+    main()

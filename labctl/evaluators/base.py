@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from labctl.evaluators.result import EvaluationResult
+from labctl.plugins import PluginRegistry
 from labctl.trial.spec import TrialSpec
 
 
@@ -50,3 +51,11 @@ class EvaluatorFactory(Protocol):
     def from_spec(cls, spec: TrialSpec, subjects: Sequence[Subject]) -> Evaluator:
         """Build an evaluator for ``spec`` judging ``subjects``."""
         ...
+
+
+ENTRY_POINT_GROUP = "labctl.evaluators"
+
+
+def evaluator_registry() -> PluginRegistry[type[EvaluatorFactory]]:
+    """Every evaluator installed in the environment."""
+    return PluginRegistry[type[EvaluatorFactory]]("evaluator").load(ENTRY_POINT_GROUP)

@@ -29,7 +29,7 @@ EpochSeconds = Annotated[float, Field(ge=TS_MIN, le=TS_MAX)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 class DeviceIdentity(_Strict):
@@ -70,7 +70,9 @@ class Manifest(_Strict):
     channels: list[ChannelSpec] = Field(min_length=1, max_length=128)
     commands: list[CommandSpec] = Field(default_factory=list, max_length=128)
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, frozen=True, strict=True, populate_by_name=True
+    )
 
     @field_validator("channels")
     @classmethod
@@ -94,7 +96,9 @@ class State(_Strict):
     ts: EpochSeconds | None = None
 
 
-Values = Annotated[dict[ChannelName, float], Field(min_length=1, max_length=MAX_VALUES_PER_SAMPLE)]
+# Keys are not pattern-checked here: the driver checks each against the manifest's declared
+# channels, which is stricter and avoids a regex per value on the hot path.
+Values = Annotated[dict[str, float], Field(min_length=1, max_length=MAX_VALUES_PER_SAMPLE)]
 
 
 class Sample(_Strict):

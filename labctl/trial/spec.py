@@ -116,6 +116,10 @@ def parse_spec(text: str, path: Path, known_kinds: set[str] | None = None) -> Lo
     loader = yaml.SafeLoader(text)
     try:
         data = loader.construct_document(node)
+    except yaml.YAMLError as exc:  # e.g. a !!python tag: SafeLoader refuses to build it
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise SpecError(path, [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
     finally:
         loader.dispose()
     try:

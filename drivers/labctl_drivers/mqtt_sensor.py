@@ -1,0 +1,37 @@
+"""``mqtt-sensor``: any ``labctl/1`` device that publishes telemetry over MQTT."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from labctl.protocol.payloads import Manifest, Sample
+from labctl.readings import DeviceRef, Reading
+
+
+class MqttSensorDriver:
+    """Telemetry samples → readings, keeping only channels the manifest declares."""
+
+    name: ClassVar[str] = "mqtt-sensor"
+
+    def decode(
+        self,
+        device: DeviceRef,
+        manifest: Manifest,
+        stream: str,
+        session: str,
+        samples: Sequence[Sample],
+        received_ns: int,
+    ) -> list[Reading]:
+        """One reading per sample; an undeclared channel rejects the message (ValueError)."""
+        declared = {c.name for c in manifest.channels}
+        for s in samples:
+            unknown = s.v.keys() - declared
+            if unknown:
+                raise ValueError(
+                    f"channel(s) {', '.join(sorted(unknown))} not declared in the manifest "
+                    f"(declared: {', '.join(sorted(declared))})"
+                )
+        return [
+            Reading(device, stream, session, s.seq, s.ts, s.v, received_ns) for s in samples
+        ]

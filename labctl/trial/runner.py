@@ -1,0 +1,477 @@
+"""The trial runner: validate → infrastructure → preflight → phases → teardown → evaluate →
+record.
+
+Teardown always runs. Ctrl-C asks the runner to stop (an :class:`asyncio.Event`, not a task
+cancellation, so teardown is never interrupted half-way) and the run is recorded as
+``aborted``; a broken rig is recorded as ``faulted``. Every outcome ends in exactly one final,
+immutable run record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from labctl import __version__
+from labctl.bus.broker import BrokerError, PrivateBroker
+from labctl.bus.edge import Edge, EdgeResult
+from labctl.bus.mqtt import BusError, MqttBus
+from labctl.cli.exit_codes import ExitCode
+from labctl.config import Settings
+from labctl.controller import Controller, ControllerFault
+from labctl.drivers import driver_registry
+from labctl.evaluators.base import Evaluator, EvaluatorFactory
+from labctl.evaluators.result import EvaluationResult
+from labctl.metrics.points import PointEncoder, RunTags
+from labctl.metrics.spool import OffsetStore, Spool, SpoolError, SpoolPosition
+from labctl.protocol import topics
+from labctl.readings import DeviceRef, Reading
+from labctl.rig.directory import DeviceDirectory
+from labctl.rig.simulated import SimulatedRig, SimulatorError
+from labctl.store.records import (
+    Counters,
+    DeviceInRun,
+    RunRecord,
+    RunStatus,
+    SinkOutcome,
+    SpecRef,
+    SpoolRange,
+)
+from labctl.store.runs import RunStore
+from labctl.trial.selection import Selected, describe_directory, select_devices
+from labctl.trial.spec import LoadedSpec, MeasureStep, WaitStep
+
+log = logging.getLogger(__name__)
+
+MAX_EARLY_READINGS = 2_000_000
+
+
+class RigFault(RuntimeError):
+    """The rig cannot run the trial; the message says why in words."""
+
+
+class Aborted(Exception):
+    """The operator stopped the run."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the progress display shows."""
+
+    phase: str
+    device_elapsed_s: float
+    device_total_s: float
+    readings: int
+    readings_per_s: float
+    rejected: int
+    duplicates: int
+
+
+@dataclass
+class _Router:
+    """Routes durable readings into the evaluator, within the measured windows."""
+
+    subjects: dict[DeviceRef, str] = field(default_factory=dict)
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    evaluator: Evaluator | None = None
+    latest: dict[DeviceRef, float] = field(default_factory=dict)
+    early: list[Reading] = field(default_factory=list)
+    evaluated: int = 0
+    readings: int = 0
+
+    def __call__(self, result: EdgeResult) -> None:
+        for r in result.readings:
+            self.readings += 1
+            if r.ts > self.latest.get(r.device, 0.0):
+                self.latest[r.device] = r.ts
+            if self.evaluator is None:
+                if len(self.early) < MAX_EARLY_READINGS:
+                    self.early.append(r)
+                continue
+            self._route(r)
+
+    def _route(self, r: Reading) -> None:
+        subject = self.subjects.get(r.device)
+        if subject is None or self.evaluator is None:
+            return
+        for lo, hi in self.windows:
+            if lo <= r.ts < hi:
+                self.evaluator.add(subject, r.ts, r.values)
+                self.evaluated += 1
+                return
+
+    def start(self, evaluator: Evaluator, subjects: dict[DeviceRef, str]) -> None:
+        """Begin evaluating; replay what arrived during preflight."""
+        self.evaluator, self.subjects = evaluator, subjects
+        early, self.early = self.early, []
+        for r in early:
+            self._route(r)
+
+
+def new_run_id() -> str:
+    """Sortable, readable and unique enough for one lab: ``20261121-203045-a1b2``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class TrialRunner:
+    """Runs one trial spec on the configured rig and records the outcome."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: LoadedSpec,
+        evaluator_factory: type[EvaluatorFactory],
+        store: RunStore,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+        preflight_timeout_s: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self.factory = evaluator_factory
+        self.store = store
+        self.on_progress = on_progress or (lambda p: None)
+        self.on_event = on_event or (lambda s: None)
+        self.preflight_timeout_s = preflight_timeout_s
+        self.abort = asyncio.Event()
+        self.run_id = new_run_id()
+        self.run_dir = settings.data_dir / "runs" / self.run_id
+        self._router = _Router()
+        self._phase = "starting"
+        self._selected: list[Selected] = []
+        self._device_total = self._total_device_time()
+        self._device_done = 0.0
+        self._rate = (time.monotonic(), 0, 0.0)
+        self._edge: Edge | None = None
+        self._t0 = 0.0
+
+    def _total_device_time(self) -> float:
+        if self.spec.phases is None:
+            return self.spec.duration
+        total = 0.0
+        for phase in self.spec.phases:
+            for step in phase.steps:
+                total += step.wait if isinstance(step, WaitStep) else step.measure
+        return total
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> RunRecord:
+        """Run the trial; always returns the final record (also when aborted or faulted)."""
+        started = time.time()
+        spec = self.spec
+        base = dict(
+            id=self.run_id, trial=spec.trial, title=spec.title, kind=spec.kind,
+            rig=self.settings.rig.name,
+            spec=SpecRef(path=str(self.loaded.path), sha256=self.loaded.sha256),
+            labctl_version=__version__, data_dir=str(self.settings.data_dir),
+        )
+        self.store.start(RunRecord(**base, status="running", exit_code=-1, started_at=started,
+                                   ended_at=started))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "spec.yaml").write_text(self.loaded.text)
+        status: RunStatus = "error"
+        message = ""
+        evaluation: EvaluationResult | None = None
+        extras: dict[str, object] = {}
+        try:
+            evaluation, extras = await self._run_infrastructure()
+            status = "passed" if evaluation.passed else "failed"
+        except* (
+            RigFault, BusError, BrokerError, SimulatorError, ControllerFault, SpoolError, OSError
+        ) as eg:
+            status = "faulted"
+            message = "; ".join(str(e) for e in eg.exceptions)
+        except* Aborted:
+            # Checked after faults so that a Ctrl-C during a fault still reads as aborted.
+            status, message = "aborted", "stopped by the operator (Ctrl-C); teardown done"
+        except* Exception as eg:
+            log.exception("run %s ended with an internal error", self.run_id)
+            status = "error"
+            message = "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
+        code = {
+            "passed": ExitCode.PASS, "failed": ExitCode.FAIL, "aborted": ExitCode.ABORTED,
+            "faulted": ExitCode.RIG_FAULT,
+        }.get(status, ExitCode.RIG_FAULT)
+        record = RunRecord(
+            **base, status=status, exit_code=int(code), started_at=started, ended_at=time.time(),
+            evaluation=evaluation, message=message, **extras,  # type: ignore[arg-type]
+        )
+        self.store.finish(record)
+        return record
+
+    async def _run_infrastructure(self) -> tuple[EvaluationResult, dict[str, object]]:
+        s = self.settings
+        async with AsyncExitStack() as stack:
+            host, port = s.broker.host, s.broker.port
+            if s.broker.mode == "embedded":
+                self._event("starting the private broker")
+                broker = PrivateBroker(s.broker_dir)
+                await asyncio.to_thread(_fresh_broker_dir, s.broker_dir)
+                await asyncio.to_thread(broker.start)
+                stack.callback(broker.stop)
+                host, port = broker.host, broker.port
+            spool = Spool(s.spool_dir, segment_bytes=s.metrics.segment_bytes)
+            stack.callback(spool.close)
+            spool_start = spool.position()
+            directory = DeviceDirectory()
+            registry = driver_registry()
+            edge = Edge(directory, registry.get("mqtt-sensor")())
+            self._edge = edge
+            roles = dict(s.rig.roles)
+            encoder = PointEncoder(
+                RunTags(self.run_id, self.spec.trial, s.rig.name),
+                lambda ref: roles.get(ref.key, s.rig.default_role),
+            )
+            bus = MqttBus(
+                host, port, client_id=f"labctl-{s.controller}"[:64],
+                subscriptions=topics.DEVICE_SUBSCRIPTIONS,
+                username=s.broker.username,
+                password=s.broker.password.get_secret_value() if s.broker.password else None,
+                keepalive_s=s.broker.keepalive_s, session_expiry_s=s.broker.session_expiry_s,
+                receive_maximum=s.broker.max_inflight,
+            )
+            self._event(f"connecting to the broker at {host}:{port}")
+            await stack.enter_async_context(bus)
+            controller = Controller(bus, edge, spool, encoder, list(s.metrics.influx),
+                                    OffsetStore(s.spool_dir / "offsets"))
+            controller.listeners.append(self._router)
+            sim: SimulatedRig | None = None
+            if s.rig.simulated:
+                sim = SimulatedRig(
+                    s.rig.sim, host, port, self.run_dir / "sim-stats.json",
+                    until_s=self._device_total + 7200, log_file=self.run_dir / "sim.log",
+                )
+                stack.push_async_callback(sim.stop)  # also when the task group is torn down
+            async with asyncio.TaskGroup() as tg:
+                ingest = tg.create_task(controller.ingest())
+                replies = tg.create_task(controller.error_replies())
+                sinks = tg.create_task(controller.sinks())
+                try:
+                    evaluation = await self._trial(controller, directory, sim)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._teardown(controller, directory, sim))
+                    ingest.cancel()
+                    replies.cancel()
+                end_text = encoder.verdict(
+                    evaluation, {x.ref.key: x.role for x in self._selected}, time.time_ns()
+                )
+                end_text += encoder.event("run", "verdict",
+                                          "pass" if evaluation.passed else "fail", time.time_ns())
+                await controller.append_points(end_text)
+                spool_end = spool.position()
+                self._set_phase("draining to TSDB")
+                outcomes = await self._drain(controller, spool_end)
+                controller.stop_sinks()
+                await sinks
+            extras: dict[str, object] = {
+                "devices": self._devices(directory),
+                "counters": Counters(
+                    readings=edge.counters.accepted_readings,
+                    readings_evaluated=self._router.evaluated,
+                    duplicates=edge.counters.duplicates,
+                    rejected=dict(edge.counters.rejected),
+                ),
+                "spool": SpoolRange(
+                    directory=str(s.spool_dir), start=(spool_start.segment, spool_start.offset),
+                    end=(spool_end.segment, spool_end.offset),
+                    segments=await asyncio.to_thread(_checksums, spool, spool_start, spool_end),
+                ),
+                "sinks": outcomes,
+                "device_time": self._window_span(),
+            }
+            return evaluation, extras
+
+    async def _trial(
+        self, controller: Controller, directory: DeviceDirectory, sim: SimulatedRig | None
+    ) -> EvaluationResult:
+        if sim is not None:
+            self._event("starting the simulated rig")
+            await sim.start()
+        self._set_phase("preflight")
+        self._selected = await self._preflight(directory, sim)
+        subjects = [x.subject() for x in self._selected]
+        try:
+            evaluator = self.factory.from_spec(self.spec, subjects)
+        except ValueError as exc:
+            raise RigFault(f"the evaluator cannot judge these devices: {exc}") from exc
+        t0 = (_epoch(self.settings.rig.sim.start) if sim is not None
+              else max(self._router.latest.get(x.ref, time.time()) for x in self._selected))
+        self._t0 = t0
+        self._router.start(evaluator, {x.ref: x.ref.key for x in self._selected})
+        await self._phases(controller, sim, t0)
+        self._set_phase("evaluating")
+        return evaluator.result()
+
+    async def _preflight(
+        self, directory: DeviceDirectory, sim: SimulatedRig | None
+    ) -> list[Selected]:
+        deadline = time.monotonic() + self.preflight_timeout_s
+        s = self.settings.rig
+        while True:
+            self._check(sim)
+            selected, problems = select_devices(self.spec, directory, s.roles, s.default_role)
+            if not problems:
+                names = ", ".join(f"{x.ref.key} ({x.role})" for x in selected)
+                self._event(f"preflight passed: {names}")
+                return selected
+            if time.monotonic() > deadline:
+                raise RigFault(
+                    "preflight failed after "
+                    f"{self.preflight_timeout_s:g} s: " + "; ".join(problems) + "\n"
+                    + describe_directory(directory, s.roles, s.default_role)
+                )
+            await asyncio.sleep(0.1)
+
+    async def _phases(self, controller: Controller, sim: SimulatedRig | None, t0: float) -> None:
+        spec = self.spec
+        phases = spec.phases
+        steps: list[tuple[str, WaitStep | MeasureStep]] = (
+            [("measure", MeasureStep(measure=spec.duration))] if phases is None
+            else [(p.name, st) for p in phases for st in p.steps]
+        )
+        cursor = t0
+        for name, step in steps:
+            self._set_phase(name)
+            if isinstance(step, MeasureStep):
+                self._router.windows.append((cursor, cursor + step.measure))
+                cursor += step.measure
+            else:
+                cursor += step.wait
+            await self._until_device_time(controller, sim, cursor)
+        self._set_phase("teardown")
+
+    async def _until_device_time(
+        self, controller: Controller, sim: SimulatedRig | None, end: float
+    ) -> None:
+        """Wait until every selected device has produced its samples up to ``end``."""
+        intervals = {x.ref: x.subject().interval_s or 1.0 for x in self._selected}
+        speed = self.settings.rig.sim.speed if sim is not None else 1.0
+        stall_limit = 30.0 if sim is not None else max(300.0, 10 * max(intervals.values()))
+        last_progress, last_min = time.monotonic(), -1.0
+        while True:
+            self._check(sim)
+            if controller.fault:
+                raise ControllerFault(controller.fault)
+            latest = [self._router.latest.get(ref, 0.0) + intervals[ref] for ref in intervals]
+            low = min(latest)
+            self._device_done = max(0.0, min(low, end) - self._t0)
+            self._report()
+            if low >= end:
+                return
+            if low > last_min:
+                last_min, last_progress = low, time.monotonic()
+            elif time.monotonic() - last_progress > stall_limit:
+                behind = [ref.key for ref, t in zip(intervals, latest, strict=True) if t < end]
+                raise RigFault(
+                    f"device time stopped advancing for {stall_limit:g} s (wall) at "
+                    f"{datetime.fromtimestamp(low).isoformat()} on: {', '.join(behind)}"
+                    f" (speed {speed:g}×)"
+                )
+            await asyncio.sleep(0.1)
+
+    async def _teardown(
+        self, controller: Controller, directory: DeviceDirectory, sim: SimulatedRig | None
+    ) -> None:
+        """Stop the rig and take in what is still on the way. Always runs."""
+        self._set_phase("teardown")
+        if sim is not None:
+            await sim.stop()
+            # Devices publish 'offline' after their last telemetry; wait for it to arrive.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                recs = [directory.get(x.ref) for x in self._selected]
+                if all(r is None or r.state != "online" for r in recs):
+                    break
+                await asyncio.sleep(0.05)
+        await controller.quiet(0.3, 10)
+
+    async def _drain(self, controller: Controller, end: SpoolPosition) -> list[SinkOutcome]:
+        timeout = self.settings.metrics.drain_timeout_s
+        outcomes = []
+        for d in controller.drainers:
+            caught_up = await d.drain_to(end, timeout)
+            st = d.status()
+            outcomes.append(SinkOutcome(name=d.name, points_written=st.points_written,
+                                        caught_up=caught_up, last_error=st.last_error))
+            if not caught_up:
+                self._event(f"TSDB {d.name} is behind ({st.last_error or 'slow'}); the rest "
+                            "stays in the spool and drains on the next run")
+        return outcomes
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _check(self, sim: SimulatedRig | None) -> None:
+        if self.abort.is_set():
+            raise Aborted
+        if sim is not None:
+            sim.check()
+
+    def _set_phase(self, phase: str) -> None:
+        self._phase = phase
+        self._report()
+
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        self.on_event(text)
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        t, n, rate = self._rate
+        if now - t >= 0.5:
+            rate = (self._router.readings - n) / (now - t)
+            self._rate = (now, self._router.readings, rate)
+        self.on_progress(Progress(
+            phase=self._phase, device_elapsed_s=self._device_done,
+            device_total_s=self._device_total, readings=self._router.readings,
+            readings_per_s=rate,
+            rejected=self._edge.counters.rejected_total if self._edge else 0,
+            duplicates=self._edge.counters.duplicates if self._edge else 0,
+        ))
+
+    def _window_span(self) -> tuple[float, float] | None:
+        w = self._router.windows
+        return (min(a for a, _ in w), max(b for _, b in w)) if w else None
+
+    def _devices(self, directory: DeviceDirectory) -> list[DeviceInRun]:
+        out = []
+        for x in self._selected:
+            rec = directory.get(x.ref)
+            m = x.manifest
+            out.append(DeviceInRun(
+                key=x.ref.key, vendor=x.ref.vendor, device=x.ref.device, role=x.role,
+                model=m.device.model, serial=m.device.serial, hw_version=m.device.hw_version,
+                sw_version=m.device.sw_version, manifest_version=m.version, session=m.session,
+                readings=rec.readings if rec else 0, rejected=rec.rejected if rec else 0,
+            ))
+        return out
+
+
+def _fresh_broker_dir(directory: Path) -> None:
+    """The embedded broker is private to one run: start without an old persistence file."""
+    db = directory / "mosquitto.db"
+    if db.exists():
+        db.unlink()
+
+
+def _checksums(spool: Spool, start: SpoolPosition, end: SpoolPosition) -> dict[str, str]:
+    out = {}
+    for seg in spool.segments():
+        if start.segment <= seg.number <= end.segment:
+            out[seg.path.name] = spool.sha256(seg.number)
+    return out
