@@ -67,6 +67,8 @@ class RigSettings(BaseModel):
     roles: dict[str, str] = Field(default_factory=lambda: {"lab/ref-t640": "reference"})
     """Role of each device (``vendor/device``); devices not listed are devices under test."""
     default_role: str = "dut"
+    preflight_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a run waits for its devices to come online before it is a rig fault."""
 
 
 class MetricsSettings(BaseModel):

@@ -87,7 +87,9 @@ class Controller:
             if result.rejections:
                 text += self.encoder.rejections(result.rejections, now_ns)
             for p in result.presence:
-                text += self.encoder.event("presence", p.state, f"{p.device.key} {p.session}", now_ns)
+                text += self.encoder.event(
+                    "presence", p.state, f"{p.device.key} {p.session}", now_ns
+                )
             if text:
                 try:
                     await asyncio.to_thread(self.spool.append, text.encode("utf-8"))
@@ -118,11 +120,15 @@ class Controller:
                 continue
             try:
                 await self.bus.publish(
-                    topics.error(rej.vendor, rej.device), error_payload(rej, now), qos=1,
+                    topics.error(rej.vendor, rej.device),
+                    error_payload(rej, now),
+                    qos=1,
                     timeout_s=5,
                 )
             except Exception as exc:  # a reply that cannot go out is not worth a fault
-                log.info("could not publish an error reply to %s/%s: %s", rej.vendor, rej.device, exc)
+                log.info(
+                    "could not publish an error reply to %s/%s: %s", rej.vendor, rej.device, exc
+                )
 
     async def sinks(self) -> None:
         """Run every TSDB drainer until :meth:`stop_sinks`."""

@@ -32,6 +32,4 @@ class MqttSensorDriver:
                     f"channel(s) {', '.join(sorted(unknown))} not declared in the manifest "
                     f"(declared: {', '.join(sorted(declared))})"
                 )
-        return [
-            Reading(device, stream, session, s.seq, s.ts, s.v, received_ns) for s in samples
-        ]
+        return [Reading(device, stream, session, s.seq, s.ts, s.v, received_ns) for s in samples]

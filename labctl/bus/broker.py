@@ -49,9 +49,14 @@ class BrokerLimits:
 
 def render_config(directory: Path, port: int, limits: BrokerLimits) -> str:
     """The mosquitto.conf text of a private, loopback-only broker."""
+    # Started as root, mosquitto drops to the 'mosquitto' user, which cannot write its
+    # persistence file into a root-owned directory: a restart would then lose queued QoS 1
+    # messages. The broker is private and loopback-only, so it keeps the caller's identity.
+    user = ["user root"] if os.geteuid() == 0 else []
     return "\n".join(
         [
             "# Written by labctl: a private broker for one controller and its simulated rig.",
+            *user,
             "per_listener_settings false",
             "allow_anonymous true",
             f"listener {port} 127.0.0.1",
@@ -118,8 +123,13 @@ class PrivateBroker:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 tail = (self.directory / "mosquitto.log").read_text(errors="replace")[-2000:]
-                raise BrokerError(f"mosquitto exited at start (code {self._proc.returncode}):\n{tail}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+                raise BrokerError(
+                    f"mosquitto exited at start (code {self._proc.returncode}):\n{tail}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
                 return
             time.sleep(0.05)
         self.stop()

@@ -136,8 +136,14 @@ class Edge:
             assert t.name is not None
             self._telemetry(msg, ref, t.name, out)
         elif kind is topics.TopicKind.CMD_REQ:
-            self._reject(out, msg.topic, t.vendor, t.device, "topic",
-                         "devices must not publish command requests")
+            self._reject(
+                out,
+                msg.topic,
+                t.vendor,
+                t.device,
+                "topic",
+                "devices must not publish command requests",
+            )
         else:
             out.other.append(msg)
 
@@ -146,9 +152,13 @@ class Edge:
             self.directory.forget(ref)
             return
         if len(msg.payload) > MAX_MANIFEST_BYTES:
-            self._quarantine(out, msg, ref, "too_large",
-                             f"manifest is {len(msg.payload)} bytes; the limit is "
-                             f"{MAX_MANIFEST_BYTES}")
+            self._quarantine(
+                out,
+                msg,
+                ref,
+                "too_large",
+                f"manifest is {len(msg.payload)} bytes; the limit is {MAX_MANIFEST_BYTES}",
+            )
             return
         try:
             manifest = Manifest.model_validate_json(msg.payload)
@@ -156,9 +166,14 @@ class Edge:
             self._quarantine(out, msg, ref, _reason(exc), _explain(exc))
             return
         if manifest.device.vendor != ref.vendor or manifest.device.id != ref.device:
-            self._quarantine(out, msg, ref, "identity",
-                             f"manifest says {manifest.device.vendor}/{manifest.device.id} but "
-                             f"was published on {ref.key}'s topic")
+            self._quarantine(
+                out,
+                msg,
+                ref,
+                "identity",
+                f"manifest says {manifest.device.vendor}/{manifest.device.id} but "
+                f"was published on {ref.key}'s topic",
+            )
             return
         problem = self.directory.apply_manifest(ref, manifest)
         if problem is not None:
@@ -188,15 +203,30 @@ class Edge:
     def _telemetry(self, msg: InboundMessage, ref: DeviceRef, stream: str, out: EdgeResult) -> None:
         payload = msg.payload
         if len(payload) > MAX_TELEMETRY_BYTES:
-            self._reject(out, msg.topic, ref.vendor, ref.device, "too_large",
-                         f"telemetry is {len(payload)} bytes; the limit is {MAX_TELEMETRY_BYTES}")
+            self._reject(
+                out,
+                msg.topic,
+                ref.vendor,
+                ref.device,
+                "too_large",
+                f"telemetry is {len(payload)} bytes; the limit is {MAX_TELEMETRY_BYTES}",
+            )
             return
         rec = self.directory.get(ref)
         if rec is None or rec.manifest is None:
-            why = (f"device is quarantined: {rec.quarantined}" if rec and rec.quarantined
-                   else "no valid manifest from this device; publish one (retained) first")
-            self._reject(out, msg.topic, ref.vendor, ref.device,
-                         "quarantined" if rec and rec.quarantined else "unknown_device", why)
+            why = (
+                f"device is quarantined: {rec.quarantined}"
+                if rec and rec.quarantined
+                else "no valid manifest from this device; publish one (retained) first"
+            )
+            self._reject(
+                out,
+                msg.topic,
+                ref.vendor,
+                ref.device,
+                "quarantined" if rec and rec.quarantined else "unknown_device",
+                why,
+            )
             return
         try:
             if b'"samples"' in payload:
@@ -215,7 +245,9 @@ class Edge:
         if not fresh:
             return
         try:
-            readings = self.driver.decode(ref, rec.manifest, stream, session, fresh, msg.received_ns)
+            readings = self.driver.decode(
+                ref, rec.manifest, stream, session, fresh, msg.received_ns
+            )
         except ValueError as exc:
             self._reject(out, msg.topic, ref.vendor, ref.device, "channel", str(exc))
             return

@@ -141,7 +141,7 @@ class MqttBus:
 
     async def __aenter__(self) -> MqttBus:
         self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry
         props.ReceiveMaximum = self._receive_maximum
         self._client.connect_async(
@@ -219,7 +219,7 @@ class MqttBus:
         """Publish and, for QoS ≥ 1, wait for the broker's acknowledgement."""
         props = None
         if expiry_s is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.MessageExpiryInterval = expiry_s
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
@@ -234,7 +234,9 @@ class MqttBus:
         try:
             await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
-            raise BusError(f"broker did not acknowledge a publish to {topic} in {timeout_s:g} s") from None
+            raise BusError(
+                f"broker did not acknowledge a publish to {topic} in {timeout_s:g} s"
+            ) from None
         finally:
             with self._lock:
                 self._publishes.pop(info.mid, None)
@@ -288,7 +290,12 @@ class MqttBus:
                 if self._closing.is_set():
                     return
         m = InboundMessage(
-            msg.topic, msg.payload, msg.qos, bool(msg.retain), msg.mid, self._generation,
+            msg.topic,
+            bytes(msg.payload),
+            msg.qos,
+            bool(msg.retain),
+            msg.mid,
+            self._generation,
             time.time_ns(),
         )
         self.stats.received += 1

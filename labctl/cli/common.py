@@ -41,7 +41,9 @@ def check_spec(path: Path, registry: PluginRegistry[type[EvaluatorFactory]]) -> 
     """Validate a spec fully (schema, evaluator, criteria); raise SpecError in words."""
     loaded = load_spec(path, known_kinds=registry.names())
     factory = registry.get(loaded.spec.kind)
-    probe = [Subject(key=f"{slot}-probe", role=sel.role) for slot, sel in loaded.spec.devices.items()]
+    probe = [
+        Subject(key=f"{slot}-probe", role=sel.role) for slot, sel in loaded.spec.devices.items()
+    ]
     try:
         factory.from_spec(loaded.spec, probe)
     except ValueError as exc:

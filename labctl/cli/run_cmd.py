@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from labctl.cli.common import echo_json, load_checked_spec, settings
-from labctl.cli.render import print_record
+from labctl.cli.render import console, print_record
 from labctl.store.records import RunRecord
 from labctl.store.runs import RunStore
 from labctl.trial.durations import format_duration
@@ -47,16 +47,19 @@ def run(spec: Path, as_json: bool, quiet: bool) -> None:
         transient=True,
         disable=not show_progress,
     )
-    task: TaskID = progress.add_task("trial", total=1.0, phase="starting", device="",
-                                     rate="0", rejected=0)
+    task: TaskID = progress.add_task(
+        "trial", total=1.0, phase="starting", device="", rate="0", rejected=0
+    )
 
     def on_progress(p: RunProgress) -> None:
         progress.update(
-            task, completed=p.device_elapsed_s / p.device_total_s if p.device_total_s else 0,
+            task,
+            completed=p.device_elapsed_s / p.device_total_s if p.device_total_s else 0,
             phase=p.phase,
             device=f"{format_duration(p.device_elapsed_s) if p.device_elapsed_s else '0s'} / "
-                   f"{format_duration(p.device_total_s)} device time",
-            rate=f"{p.readings_per_s:,.0f}", rejected=p.rejected,
+            f"{format_duration(p.device_total_s)} device time",
+            rate=f"{p.readings_per_s:,.0f}",
+            rejected=p.rejected,
         )
 
     def on_event(text: str) -> None:
@@ -64,10 +67,18 @@ def run(spec: Path, as_json: bool, quiet: bool) -> None:
             progress.console.print(f"[dim]· {text}[/dim]", highlight=False)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    runner = TrialRunner(s, loaded, factory, store, on_progress=on_progress, on_event=on_event)
+    runner = TrialRunner(
+        s,
+        loaded,
+        factory,
+        store,
+        on_progress=on_progress,
+        on_event=on_event,
+        preflight_timeout_s=s.rig.preflight_timeout_s,
+    )
     with progress:
         record = asyncio.run(_run_with_signals(runner, err))
-    out = Console()
+    out = console()
     if as_json:
         echo_json(record.model_dump_json(indent=2))
     else:
@@ -88,8 +99,10 @@ async def _run_with_signals(runner: TrialRunner, err: Console) -> RunRecord:
         nonlocal presses
         presses += 1
         if presses == 1:
-            err.print("[yellow]stopping: tearing down the rig and recording the run "
-                      "(Ctrl-C again to force)[/yellow]")
+            err.print(
+                "[yellow]stopping: tearing down the rig and recording the run "
+                "(Ctrl-C again to force)[/yellow]"
+            )
             runner.abort.set()
         elif main is not None:
             main.cancel()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 
 from labctl.cli.common import echo_json, fail, settings
-from labctl.cli.render import print_record, runs_table
+from labctl.cli.render import console, print_record, runs_table
 from labctl.store.runs import RunStore, StoreError
 
 
@@ -28,7 +27,7 @@ def list_runs(trial: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         echo_json(json.dumps([r.__dict__ for r in runs], indent=2))
         return
-    Console().print(runs_table(runs))
+    console().print(runs_table(runs))
 
 
 @runs_group.command("show")
@@ -44,4 +43,4 @@ def show(run: str, as_json: bool) -> None:
     if as_json:
         echo_json(rec.model_dump_json(indent=2))
         return
-    print_record(Console(), rec)
+    print_record(console(), rec)

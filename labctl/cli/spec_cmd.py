@@ -32,6 +32,7 @@ def check(files: tuple[Path, ...]) -> None:
             for problem in exc.problems:
                 err.print(f"[red]✘[/red] {problem}", highlight=False)
             continue
-        out.print(f"[green]✔[/green] {path}: {loaded.spec.trial} ({loaded.spec.kind})",
-                  highlight=False)
+        out.print(
+            f"[green]✔[/green] {path}: {loaded.spec.trial} ({loaded.spec.kind})", highlight=False
+        )
     raise SystemExit(int(ExitCode.USAGE) if bad else 0)

@@ -51,15 +51,21 @@ class PointEncoder:
             if prefix is None:
                 prefix = encode_prefix(
                     "telemetry",
-                    {"run": t.run, "trial": t.trial, "rig": t.rig, "vendor": r.device.vendor,
-                     "device": r.device.device, "role": self.role_of(r.device),
-                     "stream": r.stream},
+                    {
+                        "run": t.run,
+                        "trial": t.trial,
+                        "rig": t.rig,
+                        "vendor": r.device.vendor,
+                        "device": r.device.device,
+                        "role": self.role_of(r.device),
+                        "stream": r.stream,
+                    },
                 )
                 self._prefixes[key] = prefix
             fields: dict[str, float | int | str] = dict(r.values)
             fields["seq"] = r.seq
             fields["session"] = r.session
-            lines.append(encode_line(prefix, fields, int(round(r.ts * 1e9))))
+            lines.append(encode_line(prefix, fields, round(r.ts * 1e9)))
         return "".join(lines)
 
     def rejections(self, rejections: Iterable[Rejection], now_ns: int) -> str:
@@ -69,17 +75,25 @@ class PointEncoder:
         for rej in rejections:
             prefix = encode_prefix(
                 "rejected",
-                {"run": t.run, "rig": t.rig, "vendor": rej.vendor or "", "device": rej.device or "",
-                 "reason": rej.reason},
+                {
+                    "run": t.run,
+                    "rig": t.rig,
+                    "vendor": rej.vendor or "",
+                    "device": rej.device or "",
+                    "reason": rej.reason,
+                },
             )
-            lines.append(encode_line(prefix, {"count": 1, "detail": rej.detail[:1000]},
-                                     self._unique(now_ns)))
+            lines.append(
+                encode_line(prefix, {"count": 1, "detail": rej.detail[:1000]}, self._unique(now_ns))
+            )
         return "".join(lines)
 
     def event(self, kind: str, name: str, detail: str, now_ns: int) -> str:
         """Line protocol for one run event."""
         t = self.tags
-        prefix = encode_prefix("event", {"run": t.run, "trial": t.trial, "rig": t.rig, "kind": kind})
+        prefix = encode_prefix(
+            "event", {"run": t.run, "trial": t.trial, "rig": t.rig, "kind": kind}
+        )
         return encode_line(prefix, {"name": name, "detail": detail[:1000]}, self._unique(now_ns))
 
     def verdict(self, result: EvaluationResult, roles: dict[str, str], now_ns: int) -> str:
@@ -89,8 +103,14 @@ class PointEncoder:
         for s in result.subjects:
             prefix = encode_prefix(
                 "verdict",
-                {"run": t.run, "trial": t.trial, "rig": t.rig, "vendor": s.vendor,
-                 "device": s.device, "role": roles.get(s.subject, "dut")},
+                {
+                    "run": t.run,
+                    "trial": t.trial,
+                    "rig": t.rig,
+                    "vendor": s.vendor,
+                    "device": s.device,
+                    "role": roles.get(s.subject, "dut"),
+                },
             )
             fields: dict[str, float | int | str | bool] = {"passed": s.passed}
             for m in s.metrics:

@@ -23,7 +23,9 @@ TS_MAX = 4_102_444_800.0  # 2100-01-01
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,62}$")]
-Session = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Session = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
 ShortText = Annotated[str, StringConstraints(max_length=128)]
 EpochSeconds = Annotated[float, Field(ge=TS_MIN, le=TS_MAX)]
 

@@ -19,7 +19,12 @@ class SimulatedRig:
     """Starts ``python -m labctl_sim`` against the controller's broker and stops it cleanly."""
 
     def __init__(
-        self, settings: SimSettings, host: str, port: int, stats_file: Path, until_s: float,
+        self,
+        settings: SimSettings,
+        host: str,
+        port: int,
+        stats_file: Path,
+        until_s: float,
         log_file: Path,
     ) -> None:
         self.settings = settings
@@ -34,22 +39,43 @@ class SimulatedRig:
         s = self.settings
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         args = [
-            sys.executable, "-m", "labctl_sim",
-            "--host", self.host, "--port", str(self.port),
-            "--preset", s.preset, "--seed", str(s.seed), "--speed", repr(s.speed),
-            "--start", s.start, "--batch", str(s.batch),
-            "--until", f"{int(self.until_s)}s", "--stats", str(self.stats_file),
+            sys.executable,
+            "-m",
+            "labctl_sim",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--preset",
+            s.preset,
+            "--seed",
+            str(s.seed),
+            "--speed",
+            repr(s.speed),
+            "--start",
+            s.start,
+            "--batch",
+            str(s.batch),
+            "--until",
+            f"{int(self.until_s)}s",
+            "--stats",
+            str(self.stats_file),
         ]
         with self.log_file.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 start_new_session=True,  # the operator's Ctrl-C goes to labctl, which stops us
             )
 
     def check(self) -> None:
         """Raise if the simulators died."""
         if self._proc is not None and self._proc.returncode is not None:
-            tail = self.log_file.read_text(errors="replace")[-1500:] if self.log_file.exists() else ""
+            tail = (
+                self.log_file.read_text(errors="replace")[-1500:] if self.log_file.exists() else ""
+            )
             raise SimulatorError(
                 f"the simulated rig exited with code {self._proc.returncode}:\n{tail}"
             )

@@ -108,8 +108,12 @@ class RunStore:
             ended = time.time()
             if record:
                 rec = json.loads(record)
-                rec.update(status="aborted", exit_code=130, ended_at=ended,
-                           message="the controller process ended without finishing the run")
+                rec.update(
+                    status="aborted",
+                    exit_code=130,
+                    ended_at=ended,
+                    message="the controller process ended without finishing the run",
+                )
                 record = json.dumps(rec)
             db.execute(
                 "UPDATE runs SET status = 'aborted', ended_at = ?, record = ? WHERE id = ?",
@@ -122,9 +126,18 @@ class RunStore:
             db.execute(
                 "INSERT INTO runs (id, trial, title, rig, spec_path, spec_sha256, status, "
                 "started_at, host, pid, record) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (record.id, record.trial, record.title, record.rig, record.spec.path,
-                 record.spec.sha256, record.started_at, socket.gethostname(), os.getpid(),
-                 record.model_dump_json()),
+                (
+                    record.id,
+                    record.trial,
+                    record.title,
+                    record.rig,
+                    record.spec.path,
+                    record.spec.sha256,
+                    record.started_at,
+                    socket.gethostname(),
+                    os.getpid(),
+                    record.model_dump_json(),
+                ),
             )
 
     def finish(self, record: RunRecord) -> None:

@@ -36,7 +36,7 @@ def parse_duration(text: str | float | int) -> float:
 
 def format_duration(seconds: float) -> str:
     """Compact text for a duration: ``30d``, ``1h30m``, ``45s``."""
-    out, rest = [], int(round(seconds))
+    out, rest = [], round(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if rest >= size:
             out.append(f"{rest // size}{unit}")

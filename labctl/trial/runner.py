@@ -175,13 +175,18 @@ class TrialRunner:
         started = time.time()
         spec = self.spec
         base = dict(
-            id=self.run_id, trial=spec.trial, title=spec.title, kind=spec.kind,
+            id=self.run_id,
+            trial=spec.trial,
+            title=spec.title,
+            kind=spec.kind,
             rig=self.settings.rig.name,
             spec=SpecRef(path=str(self.loaded.path), sha256=self.loaded.sha256),
-            labctl_version=__version__, data_dir=str(self.settings.data_dir),
+            labctl_version=__version__,
+            data_dir=str(self.settings.data_dir),
         )
-        self.store.start(RunRecord(**base, status="running", exit_code=-1, started_at=started,
-                                   ended_at=started))
+        self.store.start(
+            RunRecord(**base, status="running", exit_code=-1, started_at=started, ended_at=started)
+        )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "spec.yaml").write_text(self.loaded.text)
         status: RunStatus = "error"
@@ -192,7 +197,13 @@ class TrialRunner:
             evaluation, extras = await self._run_infrastructure()
             status = "passed" if evaluation.passed else "failed"
         except* (
-            RigFault, BusError, BrokerError, SimulatorError, ControllerFault, SpoolError, OSError
+            RigFault,
+            BusError,
+            BrokerError,
+            SimulatorError,
+            ControllerFault,
+            SpoolError,
+            OSError,
         ) as eg:
             status = "faulted"
             message = "; ".join(str(e) for e in eg.exceptions)
@@ -204,12 +215,20 @@ class TrialRunner:
             status = "error"
             message = "; ".join(f"{type(e).__name__}: {e}" for e in eg.exceptions)
         code = {
-            "passed": ExitCode.PASS, "failed": ExitCode.FAIL, "aborted": ExitCode.ABORTED,
+            "passed": ExitCode.PASS,
+            "failed": ExitCode.FAIL,
+            "aborted": ExitCode.ABORTED,
             "faulted": ExitCode.RIG_FAULT,
         }.get(status, ExitCode.RIG_FAULT)
         record = RunRecord(
-            **base, status=status, exit_code=int(code), started_at=started, ended_at=time.time(),
-            evaluation=evaluation, message=message, **extras,  # type: ignore[arg-type]
+            **base,
+            status=status,
+            exit_code=int(code),
+            started_at=started,
+            ended_at=time.time(),
+            evaluation=evaluation,
+            message=message,
+            **extras,
         )
         self.store.finish(record)
         return record
@@ -238,23 +257,36 @@ class TrialRunner:
                 lambda ref: roles.get(ref.key, s.rig.default_role),
             )
             bus = MqttBus(
-                host, port, client_id=f"labctl-{s.controller}"[:64],
+                host,
+                port,
+                client_id=f"labctl-{s.controller}"[:64],
                 subscriptions=topics.DEVICE_SUBSCRIPTIONS,
                 username=s.broker.username,
                 password=s.broker.password.get_secret_value() if s.broker.password else None,
-                keepalive_s=s.broker.keepalive_s, session_expiry_s=s.broker.session_expiry_s,
+                keepalive_s=s.broker.keepalive_s,
+                session_expiry_s=s.broker.session_expiry_s,
                 receive_maximum=s.broker.max_inflight,
             )
             self._event(f"connecting to the broker at {host}:{port}")
             await stack.enter_async_context(bus)
-            controller = Controller(bus, edge, spool, encoder, list(s.metrics.influx),
-                                    OffsetStore(s.spool_dir / "offsets"))
+            controller = Controller(
+                bus,
+                edge,
+                spool,
+                encoder,
+                list(s.metrics.influx),
+                OffsetStore(s.spool_dir / "offsets"),
+            )
             controller.listeners.append(self._router)
             sim: SimulatedRig | None = None
             if s.rig.simulated:
                 sim = SimulatedRig(
-                    s.rig.sim, host, port, self.run_dir / "sim-stats.json",
-                    until_s=self._device_total + 7200, log_file=self.run_dir / "sim.log",
+                    s.rig.sim,
+                    host,
+                    port,
+                    self.run_dir / "sim-stats.json",
+                    until_s=self._device_total + 7200,
+                    log_file=self.run_dir / "sim.log",
                 )
                 stack.push_async_callback(sim.stop)  # also when the task group is torn down
             async with asyncio.TaskGroup() as tg:
@@ -271,8 +303,9 @@ class TrialRunner:
                 end_text = encoder.verdict(
                     evaluation, {x.ref.key: x.role for x in self._selected}, time.time_ns()
                 )
-                end_text += encoder.event("run", "verdict",
-                                          "pass" if evaluation.passed else "fail", time.time_ns())
+                end_text += encoder.event(
+                    "run", "verdict", "pass" if evaluation.passed else "fail", time.time_ns()
+                )
                 await controller.append_points(end_text)
                 spool_end = spool.position()
                 self._set_phase("draining to TSDB")
@@ -288,7 +321,8 @@ class TrialRunner:
                     rejected=dict(edge.counters.rejected),
                 ),
                 "spool": SpoolRange(
-                    directory=str(s.spool_dir), start=(spool_start.segment, spool_start.offset),
+                    directory=str(s.spool_dir),
+                    start=(spool_start.segment, spool_start.offset),
                     end=(spool_end.segment, spool_end.offset),
                     segments=await asyncio.to_thread(_checksums, spool, spool_start, spool_end),
                 ),
@@ -310,13 +344,36 @@ class TrialRunner:
             evaluator = self.factory.from_spec(self.spec, subjects)
         except ValueError as exc:
             raise RigFault(f"the evaluator cannot judge these devices: {exc}") from exc
-        t0 = (_epoch(self.settings.rig.sim.start) if sim is not None
-              else max(self._router.latest.get(x.ref, time.time()) for x in self._selected))
+        t0 = (
+            _epoch(self.settings.rig.sim.start)
+            if sim is not None
+            else max(self._router.latest.get(x.ref, time.time()) for x in self._selected)
+        )
         self._t0 = t0
+        plan = self._plan(t0)
+        # Windows first: readings that arrived during preflight are replayed into them.
+        self._router.windows = [(lo, hi) for _, lo, hi, measured in plan if measured]
         self._router.start(evaluator, {x.ref: x.ref.key for x in self._selected})
-        await self._phases(controller, sim, t0)
+        for name, _, end, _ in plan:
+            self._set_phase(name)
+            await self._until_device_time(controller, sim, end)
         self._set_phase("evaluating")
         return evaluator.result()
+
+    def _plan(self, t0: float) -> list[tuple[str, float, float, bool]]:
+        """Each step as (phase name, device-time start, end, measured?)."""
+        spec = self.spec
+        steps: list[tuple[str, WaitStep | MeasureStep]] = (
+            [("measure", MeasureStep(measure=spec.duration))]
+            if spec.phases is None
+            else [(p.name, st) for p in spec.phases for st in p.steps]
+        )
+        plan, cursor = [], t0
+        for name, step in steps:
+            length = step.measure if isinstance(step, MeasureStep) else step.wait
+            plan.append((name, cursor, cursor + length, isinstance(step, MeasureStep)))
+            cursor += length
+        return plan
 
     async def _preflight(
         self, directory: DeviceDirectory, sim: SimulatedRig | None
@@ -333,28 +390,12 @@ class TrialRunner:
             if time.monotonic() > deadline:
                 raise RigFault(
                     "preflight failed after "
-                    f"{self.preflight_timeout_s:g} s: " + "; ".join(problems) + "\n"
+                    f"{self.preflight_timeout_s:g} s: "
+                    + "; ".join(problems)
+                    + "\n"
                     + describe_directory(directory, s.roles, s.default_role)
                 )
             await asyncio.sleep(0.1)
-
-    async def _phases(self, controller: Controller, sim: SimulatedRig | None, t0: float) -> None:
-        spec = self.spec
-        phases = spec.phases
-        steps: list[tuple[str, WaitStep | MeasureStep]] = (
-            [("measure", MeasureStep(measure=spec.duration))] if phases is None
-            else [(p.name, st) for p in phases for st in p.steps]
-        )
-        cursor = t0
-        for name, step in steps:
-            self._set_phase(name)
-            if isinstance(step, MeasureStep):
-                self._router.windows.append((cursor, cursor + step.measure))
-                cursor += step.measure
-            else:
-                cursor += step.wait
-            await self._until_device_time(controller, sim, cursor)
-        self._set_phase("teardown")
 
     async def _until_device_time(
         self, controller: Controller, sim: SimulatedRig | None, end: float
@@ -407,11 +448,19 @@ class TrialRunner:
         for d in controller.drainers:
             caught_up = await d.drain_to(end, timeout)
             st = d.status()
-            outcomes.append(SinkOutcome(name=d.name, points_written=st.points_written,
-                                        caught_up=caught_up, last_error=st.last_error))
+            outcomes.append(
+                SinkOutcome(
+                    name=d.name,
+                    points_written=st.points_written,
+                    caught_up=caught_up,
+                    last_error=st.last_error,
+                )
+            )
             if not caught_up:
-                self._event(f"TSDB {d.name} is behind ({st.last_error or 'slow'}); the rest "
-                            "stays in the spool and drains on the next run")
+                self._event(
+                    f"TSDB {d.name} is behind ({st.last_error or 'slow'}); the rest "
+                    "stays in the spool and drains on the next run"
+                )
         return outcomes
 
     # -- helpers ---------------------------------------------------------------------------
@@ -436,13 +485,17 @@ class TrialRunner:
         if now - t >= 0.5:
             rate = (self._router.readings - n) / (now - t)
             self._rate = (now, self._router.readings, rate)
-        self.on_progress(Progress(
-            phase=self._phase, device_elapsed_s=self._device_done,
-            device_total_s=self._device_total, readings=self._router.readings,
-            readings_per_s=rate,
-            rejected=self._edge.counters.rejected_total if self._edge else 0,
-            duplicates=self._edge.counters.duplicates if self._edge else 0,
-        ))
+        self.on_progress(
+            Progress(
+                phase=self._phase,
+                device_elapsed_s=self._device_done,
+                device_total_s=self._device_total,
+                readings=self._router.readings,
+                readings_per_s=rate,
+                rejected=self._edge.counters.rejected_total if self._edge else 0,
+                duplicates=self._edge.counters.duplicates if self._edge else 0,
+            )
+        )
 
     def _window_span(self) -> tuple[float, float] | None:
         w = self._router.windows
@@ -453,12 +506,22 @@ class TrialRunner:
         for x in self._selected:
             rec = directory.get(x.ref)
             m = x.manifest
-            out.append(DeviceInRun(
-                key=x.ref.key, vendor=x.ref.vendor, device=x.ref.device, role=x.role,
-                model=m.device.model, serial=m.device.serial, hw_version=m.device.hw_version,
-                sw_version=m.device.sw_version, manifest_version=m.version, session=m.session,
-                readings=rec.readings if rec else 0, rejected=rec.rejected if rec else 0,
-            ))
+            out.append(
+                DeviceInRun(
+                    key=x.ref.key,
+                    vendor=x.ref.vendor,
+                    device=x.ref.device,
+                    role=x.role,
+                    model=m.device.model,
+                    serial=m.device.serial,
+                    hw_version=m.device.hw_version,
+                    sw_version=m.device.sw_version,
+                    manifest_version=m.version,
+                    session=m.session,
+                    readings=rec.readings if rec else 0,
+                    rejected=rec.rejected if rec else 0,
+                )
+            )
         return out
 
 

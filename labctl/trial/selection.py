@@ -28,8 +28,12 @@ class Selected:
         ch = self.manifest.channel(self.channel)
         interval = 1.0 / ch.rate_hz if ch is not None else None
         return Subject(
-            key=self.ref.key, role=self.role, vendor=self.ref.vendor, device=self.ref.device,
-            model=self.manifest.device.model, interval_s=interval,
+            key=self.ref.key,
+            role=self.role,
+            vendor=self.ref.vendor,
+            device=self.ref.device,
+            model=self.manifest.device.model,
+            interval_s=interval,
         )
 
 

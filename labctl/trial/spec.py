@@ -98,7 +98,9 @@ def load_spec(path: Path, known_kinds: set[str] | None = None) -> LoadedSpec:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(path, [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+        raise SpecError(
+            path, [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        ) from exc
     return parse_spec(text, path, known_kinds)
 
 
@@ -135,7 +137,9 @@ def parse_spec(text: str, path: Path, known_kinds: set[str] | None = None) -> Lo
     if known_kinds is not None and spec.kind not in known_kinds:
         line = _line_of(node, ("kind",))
         kinds = ", ".join(sorted(known_kinds)) or "none installed"
-        raise SpecError(path, [f"{path}:{line}: kind: no evaluator called {spec.kind!r} (known: {kinds})"])
+        raise SpecError(
+            path, [f"{path}:{line}: kind: no evaluator called {spec.kind!r} (known: {kinds})"]
+        )
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return LoadedSpec(spec=spec, path=path, sha256=digest, text=text)
 
@@ -158,9 +162,12 @@ def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
                     break
             if nxt is None:  # a missing key: point at the mapping that lacks it
                 break
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(current.value):
-                nxt = current.value[part]
+        elif (
+            isinstance(current, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(current.value)
+        ):
+            nxt = current.value[part]
         if nxt is None:
             break
         current = nxt
@@ -179,5 +186,3 @@ def _words(err: Any) -> str:
     if msg.startswith("Value error, "):
         return msg[len("Value error, ") :]
     return msg
-
-

@@ -38,7 +38,9 @@ def publish_all(c: paho.Client, start: int, n: int) -> None:
         assert info.is_published(), "broker did not acknowledge a publish"
 
 
-async def collect(bus: MqttBus, want: int, timeout: float, ack: bool = True) -> list[InboundMessage]:
+async def collect(
+    bus: MqttBus, want: int, timeout: float, ack: bool = True
+) -> list[InboundMessage]:
     got: list[InboundMessage] = []
 
     async def run() -> None:
@@ -117,5 +119,5 @@ async def test_unreachable_broker_is_a_clear_error() -> None:
     from labctl.bus.broker import free_port
 
     bus = MqttBus("127.0.0.1", free_port(), "x", [], connect_timeout_s=1.5)
-    with pytest.raises(BusError, match="cannot connect to the MQTT broker at 127.0.0.1"):
+    with pytest.raises(BusError, match=r"cannot connect to the MQTT broker at 127\.0\.0\.1"):
         await bus.__aenter__()

@@ -17,7 +17,9 @@ TS = 1_780_000_000.0
 
 def manifest(vendor: str = "acme", device: str = "s1", **over: object) -> dict[str, object]:
     m: dict[str, object] = {
-        "schema": "labctl/1", "version": 1, "session": "sess1",
+        "schema": "labctl/1",
+        "version": 1,
+        "session": "sess1",
         "device": {"vendor": vendor, "id": device, "model": "M", "serial": "1"},
         "channels": [{"name": "pm25", "unit": "µg/m³", "rate_hz": 1 / 60}],
     }
@@ -49,8 +51,10 @@ def test_valid_telemetry_becomes_readings(edge: Edge) -> None:
 
 
 def test_batches_and_dedupe_on_session_seq(edge: Edge) -> None:
-    batch = {"session": "sess1", "samples": [
-        {"seq": i, "ts": TS + i, "v": {"pm25": float(i)}} for i in range(5)]}
+    batch = {
+        "session": "sess1",
+        "samples": [{"seq": i, "ts": TS + i, "v": {"pm25": float(i)}} for i in range(5)],
+    }
     first = edge.process([msg("lab/v1/acme/s1/telemetry/air", batch)])
     again = edge.process([msg("lab/v1/acme/s1/telemetry/air", batch)])
     other_session = edge.process([msg("lab/v1/acme/s1/telemetry/air", {**batch, "session": "s2"})])
@@ -115,11 +119,13 @@ def test_unknown_device_telemetry_is_refused() -> None:
 
 
 def test_bad_topics_and_device_command_requests(edge: Edge) -> None:
-    out = edge.process([
-        msg("lab/v1/ACME/s1/telemetry/air", tele(1)),
-        msg("lab/v1/acme/s1/nonsense", tele(1)),
-        msg("lab/v1/acme/s1/cmd/x1/req", {"id": "x1"}),
-    ])
+    out = edge.process(
+        [
+            msg("lab/v1/ACME/s1/telemetry/air", tele(1)),
+            msg("lab/v1/acme/s1/nonsense", tele(1)),
+            msg("lab/v1/acme/s1/cmd/x1/req", {"id": "x1"}),
+        ]
+    )
     assert [r.reason for r in out.rejections] == ["topic", "topic", "topic"]
     assert "ACME" in out.rejections[0].detail
 
@@ -142,10 +148,12 @@ def test_stale_lost_is_ignored_and_current_lost_applies(edge: Edge) -> None:
 
 
 def test_one_bad_message_does_not_spoil_the_batch(edge: Edge) -> None:
-    out = edge.process([
-        msg("lab/v1/acme/s1/telemetry/air", tele(1), 1),
-        msg("lab/v1/acme/s1/telemetry/air", b"garbage", 2),
-        msg("lab/v1/acme/s1/telemetry/air", tele(2), 3),
-    ])
+    out = edge.process(
+        [
+            msg("lab/v1/acme/s1/telemetry/air", tele(1), 1),
+            msg("lab/v1/acme/s1/telemetry/air", b"garbage", 2),
+            msg("lab/v1/acme/s1/telemetry/air", tele(2), 3),
+        ]
+    )
     assert [r.seq for r in out.readings] == [1, 2]
     assert len(out.rejections) == 1

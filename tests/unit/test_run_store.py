@@ -15,9 +15,18 @@ from labctl.store.runs import SCHEMA_VERSION, RunStore, StoreError
 
 def record(run_id: str, status: str = "running", **over: object) -> RunRecord:
     base: dict[str, object] = dict(
-        id=run_id, trial="t", title="T", kind="sensor-accuracy", rig="sim",
-        spec=SpecRef(path="trials/t.yaml", sha256="0" * 64), status=status, exit_code=-1,
-        started_at=1.0, ended_at=1.0, labctl_version="x", data_dir="/d",
+        id=run_id,
+        trial="t",
+        title="T",
+        kind="sensor-accuracy",
+        rig="sim",
+        spec=SpecRef(path="trials/t.yaml", sha256="0" * 64),
+        status=status,
+        exit_code=-1,
+        started_at=1.0,
+        ended_at=1.0,
+        labctl_version="x",
+        data_dir="/d",
     )
     base.update(over)
     return RunRecord.model_validate(base)
@@ -38,7 +47,10 @@ def test_final_records_are_immutable(tmp_path: Path) -> None:
         store.finish(record("r1", "failed", exit_code=1))
     with sqlite3.connect(store.path) as db, pytest.raises(sqlite3.DatabaseError, match="immutable"):
         db.execute("UPDATE runs SET status = 'failed' WHERE id = 'r1'")
-    with sqlite3.connect(store.path) as db, pytest.raises(sqlite3.DatabaseError, match="never deleted"):
+    with (
+        sqlite3.connect(store.path) as db,
+        pytest.raises(sqlite3.DatabaseError, match="never deleted"),
+    ):
         db.execute("DELETE FROM runs")
     assert store.get("r1").status == "passed"
 

@@ -44,8 +44,15 @@ def test_installed_plugins_are_found() -> None:
 
 @pytest.mark.parametrize(
     "topic",
-    ["lab/v1/a/b", "lab/v2/a/b/state", "lab/v1/_x/b/state", "lab/v1/a/b/telemetry",
-     "lab/v1/a/b/telemetry/x/y", "lab/v1/a/b/cmd/1/maybe", "lab/v1/a b/c/state"],
+    [
+        "lab/v1/a/b",
+        "lab/v2/a/b/state",
+        "lab/v1/_x/b/state",
+        "lab/v1/a/b/telemetry",
+        "lab/v1/a/b/telemetry/x/y",
+        "lab/v1/a/b/cmd/1/maybe",
+        "lab/v1/a b/c/state",
+    ],
 )
 def test_topics_outside_the_scheme(topic: str) -> None:
     with pytest.raises(topics.TopicError):
@@ -54,5 +61,10 @@ def test_topics_outside_the_scheme(topic: str) -> None:
 
 def test_topics_round_trip() -> None:
     t = topics.parse(topics.telemetry("acme", "s-1", "air"))
-    assert (t.vendor, t.device, t.kind, t.name) == ("acme", "s-1", topics.TopicKind.TELEMETRY, "air")
+    assert (t.vendor, t.device, t.kind, t.name) == (
+        "acme",
+        "s-1",
+        topics.TopicKind.TELEMETRY,
+        "air",
+    )
     assert topics.parse(topics.command_response("a", "b", "c1")).kind is topics.TopicKind.CMD_RES

@@ -42,10 +42,17 @@ def test_shipped_spec_is_valid() -> None:
 @pytest.mark.parametrize(
     ("broken", "line", "words"),
     [
-        (GOOD.replace("averaging: 24h", "averaging: 24 hours"), 8, "averaging: '24 hours' is not a duration"),
+        (
+            GOOD.replace("averaging: 24h", "averaging: 24 hours"),
+            8,
+            "averaging: '24 hours' is not a duration",
+        ),
         (GOOD.replace("r2: {min: 0.70}", "r2: {mn: 0.70}"), 11, "criteria.r2.mn: unknown field"),
-        (GOOD.replace("  slope: {between: [0.65, 1.35]}", "  slope: {between: [1.35, 0.65]}"),
-         10, "'between' must be [low, high]"),
+        (
+            GOOD.replace("  slope: {between: [0.65, 1.35]}", "  slope: {between: [1.35, 0.65]}"),
+            10,
+            "'between' must be [low, high]",
+        ),
         (GOOD.replace("  r2: {min: 0.70}", "  r2: {min: 0.7, max: 1}"), 11, "exactly one of"),
         (GOOD.replace("title: t\n", ""), 1, "title: required field is missing"),
         (GOOD.replace("min: 1}", "min: -1}"), 6, "devices.candidates.min"),
@@ -80,7 +87,9 @@ def test_unknown_kind_is_named(tmp_path: Path) -> None:
 
 
 def test_yaml_tags_are_not_executed(tmp_path: Path) -> None:
-    path = write(tmp_path, GOOD.replace("title: t", "title: !!python/object/apply:os.system ['true']"))
+    path = write(
+        tmp_path, GOOD.replace("title: t", "title: !!python/object/apply:os.system ['true']")
+    )
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert "not valid YAML" in str(info.value)

@@ -1,0 +1,508 @@
+"""InfluxDB sinks: endpoints, an HTTP line-protocol writer, and the drainer that feeds it the spool.
+
+The drainer reads a batch of whole lines from the spool at its committed position, POSTs it,
+and commits the position after the batch only once the server accepted it. An outage leaves
+the batch in the spool to be sent again (InfluxDB overwrites a point with the same series and
+timestamp, so a batch sent twice is stored once). A batch the server refuses for its content
+is narrowed down to the refused lines, which go to ``rejected/`` with the server's reason;
+the drainer moves on, so one bad line cannot wedge a sink and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import os
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from labctl.metrics.spool import OffsetStore, Spool, SpoolPosition
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+# Statuses that mean "the server or the path to it is unwell", not "your data is wrong".
+_TRANSIENT_STATUS = frozenset({408, 425, 429})
+# Statuses that refuse every write until someone fixes the configuration (credentials,
+# database or bucket name). Rejecting the data for these would empty the spool into rejected/.
+_CONFIG_STATUS = frozenset({401, 403, 404})
+# At most this many extra requests to narrow a refused batch down to its bad lines; past it the
+# rest of the batch is rejected as a whole (a batch of nothing but bad lines stays cheap).
+_MAX_SPLIT_REQUESTS = 64
+
+
+class InfluxEndpoint(BaseModel):
+    """Where and how to write: an InfluxDB (or compatible) server's v1 or v2 write API.
+
+    v1 (``/write``: InfluxDB 1.x, 3.x): ``database``, optional ``retention_policy``,
+    ``username``/``password`` (sent as HTTP basic auth). v2 (``/api/v2/write``: InfluxDB 2.x,
+    3.x, Cloud, 1.8+, VictoriaMetrics): ``org``, ``bucket``, ``token``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str
+    api: Literal["v1", "v2"] = "v1"
+    database: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    retention_policy: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+    batch_bytes: int = Field(default=MiB, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    gzip: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must look like http://host:8086, got {safe_url(url)!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "put credentials in username/password (v1) or token (v2), not in the url"
+            )
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _api_fields(self) -> InfluxEndpoint:
+        if self.api == "v1":
+            if not self.database:
+                raise ValueError(f"endpoint {self.name!r}: api v1 needs 'database'")
+            if (self.username is None) != (self.password is None):
+                raise ValueError(
+                    f"endpoint {self.name!r}: give both username and password, or neither"
+                )
+        else:
+            missing = [k for k in ("org", "bucket") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"endpoint {self.name!r}: api v2 needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def write_url(self) -> str:
+        """The write endpoint's URL, without its query."""
+        return f"{self.url}/write" if self.api == "v1" else f"{self.url}/api/v2/write"
+
+    def write_params(self) -> dict[str, str]:
+        """Query parameters of a write (never credentials)."""
+        if self.api == "v1":
+            assert self.database is not None
+            params = {"db": self.database, "precision": "ns"}
+            if self.retention_policy:
+                params["rp"] = self.retention_policy
+            return params
+        assert self.org is not None
+        assert self.bucket is not None
+        return {"org": self.org, "bucket": self.bucket, "precision": "ns"}
+
+    def describe(self) -> str:
+        """``name (url)`` for messages: no credentials."""
+        return f"{self.name} ({safe_url(self.url)})"
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info or query, safe to log."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "<unparsable url>"
+
+
+class WriteError(RuntimeError):
+    """A write the server did not accept."""
+
+
+class TransientWriteError(WriteError):
+    """Worth retrying later: server down, unreachable, timed out, overloaded (5xx, 429)."""
+
+
+class PermanentWriteError(WriteError):
+    """The server refused the batch (4xx); sending it again gets the same answer."""
+
+    def __init__(self, message: str, *, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+    @property
+    def is_configuration(self) -> bool:
+        """True when every write would fail (credentials, database or bucket): not the data."""
+        return self.status in _CONFIG_STATUS
+
+
+class InfluxWriter:
+    """POSTs line-protocol bodies to one endpoint with a shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self, endpoint: InfluxEndpoint, *, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self._own_client = client is None
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if endpoint.api == "v2" and endpoint.token is not None:
+            headers["Authorization"] = f"Token {endpoint.token.get_secret_value()}"
+        auth: httpx.BasicAuth | None = None
+        if endpoint.api == "v1" and endpoint.username is not None:
+            assert endpoint.password is not None
+            auth = httpx.BasicAuth(endpoint.username, endpoint.password.get_secret_value())
+        self._headers = headers
+        self._auth = auth
+        self._client = client or httpx.AsyncClient(timeout=endpoint.timeout_s)
+
+    async def write(self, body: bytes) -> None:
+        """Send ``body`` (whole lines). Returns when the server answered 2xx.
+
+        Raises :class:`TransientWriteError` (retry later) or :class:`PermanentWriteError`
+        (the server's reason included).
+        """
+        if not body:
+            return
+        headers = dict(self._headers)
+        content = body
+        if self.endpoint.gzip:
+            content = await asyncio.to_thread(gzip.compress, body, 1)
+            headers["Content-Encoding"] = "gzip"
+        where = self.endpoint.describe()
+        try:
+            resp = await self._client.post(
+                self.endpoint.write_url,
+                params=self.endpoint.write_params(),
+                content=content,
+                headers=headers,
+                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=self.endpoint.timeout_s,
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientWriteError(
+                f"{where} did not answer within {self.endpoint.timeout_s} s ({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise TransientWriteError(
+                f"cannot reach {where}: {type(exc).__name__}: {exc or 'connection failed'}"
+            ) from None
+        status = resp.status_code
+        if 200 <= status < 300:
+            return
+        reason = _server_reason(resp)
+        if status >= 500 or status in _TRANSIENT_STATUS:
+            raise TransientWriteError(f"{where} answered {status}: {reason}")
+        if status in _CONFIG_STATUS:
+            raise PermanentWriteError(
+                f"{where} refused the write with {status} ({reason}); check the endpoint's "
+                "credentials and database/bucket - the spool keeps the points meanwhile",
+                status=status,
+                reason=reason,
+            )
+        raise PermanentWriteError(
+            f"{where} refused the batch with {status}: {reason}", status=status, reason=reason
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this writer made it."""
+        if self._own_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> InfluxWriter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _server_reason(resp: httpx.Response) -> str:
+    """The server's own words: ``error`` (1.x), ``message`` (2.x) or the plain body."""
+    text = resp.text.strip()
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "message"):
+            value = data.get(key)
+            if isinstance(value, str):
+                return value
+    header: str | None = resp.headers.get("X-Influxdb-Error")
+    if header:
+        return header
+    return text[:2000] or resp.reason_phrase or f"HTTP {resp.status_code}"
+
+
+@dataclass(frozen=True, slots=True)
+class DrainerStatus:
+    """A snapshot of one drainer's counters."""
+
+    name: str
+    committed: SpoolPosition | None  # None until the drainer first loaded its offset
+    points_written: int
+    batches: int
+    retries: int
+    rejected_batches: int
+    rejected_points: int
+    last_error: str | None
+
+
+class SpoolDrainer:
+    """Drains one spool into one endpoint, committing its position after each accepted batch.
+
+    At most one batch is in memory. Spool and offset file I/O run in threads. Use :meth:`run`
+    as a background task, or :meth:`drain_once` / :meth:`drain_to` directly.
+    """
+
+    def __init__(
+        self,
+        spool_reader: Spool,
+        offsets: OffsetStore,
+        writer: InfluxWriter,
+        name: str,
+        *,
+        batch_bytes: int | None = None,
+        poll_interval_s: float = 0.2,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+    ) -> None:
+        self.spool = spool_reader
+        self.offsets = offsets
+        self.writer = writer
+        self.name = name
+        self.batch_bytes = batch_bytes or writer.endpoint.batch_bytes
+        self.poll_interval_s = poll_interval_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.rejected_dir = spool_reader.directory / "rejected"
+        self._committed: SpoolPosition | None = None
+        self._drain_lock = asyncio.Lock()  # one batch in flight, whoever drives the drainer
+        self._progress = asyncio.Condition()
+        self._running = False
+        self._points_written = 0
+        self._batches = 0
+        self._retries = 0
+        self._rejected_batches = 0
+        self._rejected_points = 0
+        self._last_error: str | None = None
+
+    def status(self) -> DrainerStatus:
+        """Counters as they are now."""
+        return DrainerStatus(
+            name=self.name,
+            committed=self._committed,
+            points_written=self._points_written,
+            batches=self._batches,
+            retries=self._retries,
+            rejected_batches=self._rejected_batches,
+            rejected_points=self._rejected_points,
+            last_error=self._last_error,
+        )
+
+    async def committed(self) -> SpoolPosition:
+        """The position up to which the server has accepted everything."""
+        if self._committed is None:
+            self._committed = await asyncio.to_thread(self.offsets.load, self.name)
+        return self._committed
+
+    async def drain_once(self) -> int:
+        """Send one batch from the committed position; return the points the server accepted.
+
+        Returns 0 when there was nothing new. Raises :class:`TransientWriteError` (nothing
+        committed; the same batch is sent next time) or a configuration
+        :class:`PermanentWriteError` (401/403/404: nothing committed either).
+        """
+        async with self._drain_lock:
+            start = await self.committed()
+            data, end = await asyncio.to_thread(self.spool.read, start, self.batch_bytes)
+            if not data:
+                if end != start:  # stepped over the end of a segment
+                    await self._commit(end)
+                return 0
+            written = await self._write_batch(data, start)
+            self._batches += 1
+            self._points_written += written
+            await self._commit(end)
+            return written
+
+    async def _write_batch(self, data: bytes, start: SpoolPosition) -> int:
+        """Write ``data``; on a content refusal, narrow it down and reject only the bad lines."""
+        try:
+            await self.writer.write(data)
+            return data.count(b"\n")
+        except PermanentWriteError as exc:
+            if exc.is_configuration:
+                raise
+            first = exc
+        log.warning(
+            "sink %s: %s; finding the refused lines of the batch at %s",
+            self.name,
+            first,
+            start,
+        )
+        # Servers differ: InfluxDB 1.x keeps the good lines of a refused batch ("partial
+        # write"), 2.x may not. Halve until the refused lines are alone; re-sending good lines
+        # is harmless (same series and time overwrite), and costs a bounded number of requests.
+        budget = [_MAX_SPLIT_REQUESTS]
+        rejected: list[tuple[bytes, str]] = []
+        written = await self._split(data, first, budget, rejected)
+        bad = b"".join(chunk for chunk, _ in rejected)
+        reasons = sorted({reason for _, reason in rejected})
+        await asyncio.to_thread(self._record_rejected, start, bad, reasons)
+        self._rejected_batches += 1
+        self._rejected_points += bad.count(b"\n")
+        self._last_error = (
+            f"{self.writer.endpoint.describe()} refused {self._rejected_points} line(s) "
+            f"so far; last: {reasons[0]}"
+        )
+        return written
+
+    async def _split(
+        self,
+        data: bytes,
+        error: PermanentWriteError,
+        budget: list[int],
+        rejected: list[tuple[bytes, str]],
+    ) -> int:
+        lines = data.count(b"\n")
+        if lines <= 1 or budget[0] <= 0:
+            rejected.append((data, error.reason))
+            return 0
+        mid = data.index(b"\n", len(data) // 2 - 1) + 1
+        if mid >= len(data):  # the middle fell inside the last line: split before it instead
+            mid = data.rindex(b"\n", 0, len(data) - 1) + 1
+        written = 0
+        for half in (data[:mid], data[mid:]):
+            budget[0] -= 1
+            try:
+                await self.writer.write(half)
+                written += half.count(b"\n")
+            except PermanentWriteError as exc:
+                if exc.is_configuration:
+                    raise
+                written += await self._split(half, exc, budget, rejected)
+        return written
+
+    def _record_rejected(self, start: SpoolPosition, lines: bytes, reasons: list[str]) -> None:
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        path = self.rejected_dir / f"{self.name}-{start.segment}-{start.offset}.lp"
+        when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        header = [f"# refused by {self.writer.endpoint.describe()} at {when}"]
+        # '#' lines are comments in line protocol: the file can be fixed and re-sent as it is.
+        header += [f"# reason: {r}".replace("\n", " ") for r in reasons]
+        with path.open("ab") as f:
+            f.write(("\n".join(header) + "\n").encode())
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        log.error(
+            "sink %s: %d line(s) refused by %s moved to %s: %s",
+            self.name,
+            lines.count(b"\n"),
+            self.writer.endpoint.describe(),
+            path,
+            "; ".join(reasons),
+        )
+
+    async def _commit(self, pos: SpoolPosition) -> None:
+        await asyncio.to_thread(self.offsets.commit, self.name, pos)
+        self._committed = pos
+        async with self._progress:
+            self._progress.notify_all()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drain until ``stop`` is set: poll for new data, back off 0.2 s → 10 s on failures."""
+        self._running = True
+        backoff = self.backoff_initial_s
+        try:
+            while not stop.is_set():
+                try:
+                    n = await self.drain_once()
+                except TransientWriteError as exc:
+                    self._note_failure(exc, backoff)
+                    await _wait(stop, backoff)
+                    backoff = min(backoff * 2, self.backoff_max_s)
+                    continue
+                except PermanentWriteError as exc:  # configuration: wait for someone to fix it
+                    self._note_failure(exc, self.backoff_max_s)
+                    await _wait(stop, self.backoff_max_s)
+                    continue
+                backoff = self.backoff_initial_s
+                if n == 0:
+                    await _wait(stop, self.poll_interval_s)
+        finally:
+            self._running = False
+
+    def _note_failure(self, exc: WriteError, delay: float) -> None:
+        self._retries += 1
+        self._last_error = str(exc)
+        log.warning("sink %s: %s; retrying in %.1f s", self.name, exc, delay)
+
+    async def drain_to(
+        self,
+        position: SpoolPosition,
+        timeout: float,  # noqa: ASYNC109 - returns False rather than raising on expiry
+    ) -> bool:
+        """Wait until everything before ``position`` is committed; False on timeout.
+
+        If :meth:`run` is not running, drives the drain itself (retrying with backoff).
+        """
+        deadline = time.monotonic() + timeout
+        backoff = self.backoff_initial_s
+        while True:
+            if await self.committed() >= position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._running:
+                async with self._progress:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
+                continue
+            try:
+                n = await self.drain_once()
+            except WriteError as exc:
+                self._note_failure(exc, backoff)
+                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            backoff = self.backoff_initial_s
+            if n == 0 and await self.committed() < position:
+                # Nothing more to read yet: the position is still being written.
+                await asyncio.sleep(min(self.poll_interval_s, max(0.0, remaining)))
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` or until ``stop`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+__all__ = [
+    "DrainerStatus",
+    "InfluxEndpoint",
+    "InfluxWriter",
+    "PermanentWriteError",
+    "SpoolDrainer",
+    "TransientWriteError",
+    "WriteError",
+    "safe_url",
+]
