@@ -82,29 +82,49 @@ class Controller:
         """Consume the bus until cancelled."""
         async for batch in self.bus.batches():
             result = self.edge.process(batch)
-            now_ns = time.time_ns()
-            text = self.encoder.readings(result.readings)
-            if result.rejections:
-                text += self.encoder.rejections(result.rejections, now_ns)
-            for p in result.presence:
-                text += self.encoder.event(
-                    "presence", p.state, f"{p.device.key} {p.session}", now_ns
-                )
-            if text:
-                try:
-                    await asyncio.to_thread(self.spool.append, text.encode("utf-8"))
-                except (OSError, SpoolError) as exc:
-                    # Not acknowledged: the broker keeps these messages for the next session.
-                    self.fault = f"cannot write the spool: {exc}"
-                    raise ControllerFault(self.fault) from exc
+            await self._durable(result)
             self.bus.ack(batch)
             self.last_batch_at = time.monotonic()
             for rej in result.rejections:
                 if rej.vendor and rej.device:
                     with contextlib.suppress(asyncio.QueueFull):
                         self._err_queue.put_nowait(rej)
-            for listener in self.listeners:
-                listener(result)
+            self._notify(result)
+
+    async def accept_local(self, result: EdgeResult) -> None:
+        """Take readings from a transport on this machine (serial port, camera): the same
+        durable path as the bus — spooled first, then the listeners."""
+        self.edge.counters.accepted_readings += len(result.readings)
+        for r in result.rejections:
+            self.edge.counters.rejected[r.reason] += 1
+        await self._durable(result)
+        self.last_batch_at = time.monotonic()
+        self._notify(result)
+
+    async def _durable(self, result: EdgeResult) -> None:
+        now_ns = time.time_ns()
+        text = self.encoder.readings(result.readings)
+        if result.rejections:
+            text += self.encoder.rejections(result.rejections, now_ns)
+        for p in result.presence:
+            text += self.encoder.event(
+                "presence",
+                p.state,
+                f"{p.device.key} {p.session}",
+                now_ns,
+                self.encoder.run_of(p.device),
+            )
+        if text:
+            try:
+                await asyncio.to_thread(self.spool.append, text.encode("utf-8"))
+            except (OSError, SpoolError) as exc:
+                # Not acknowledged: the broker keeps these messages for the next session.
+                self.fault = f"cannot write the spool: {exc}"
+                raise ControllerFault(self.fault) from exc
+
+    def _notify(self, result: EdgeResult) -> None:
+        for listener in self.listeners:
+            listener(result)
 
     async def append_points(self, text: str) -> SpoolPosition:
         """Spool points the controller itself makes (events, verdicts)."""

@@ -8,11 +8,13 @@ silently replace a lab driver.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Protocol, runtime_checkable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from labctl.plugins import PluginRegistry
+from labctl.plugins import PluginError, PluginRegistry
 from labctl.protocol.payloads import Manifest, Sample
 from labctl.readings import DeviceRef, Reading
+from labctl.serial_driver import SerialDriver
 
 ENTRY_POINT_GROUP = "labctl.drivers"
 
@@ -36,6 +38,40 @@ class TelemetryDriver(Protocol):
         ...
 
 
+def _is_serial(item: Any) -> bool:
+    return getattr(item, "transport", None) == "serial"
+
+
 def driver_registry() -> PluginRegistry[type[TelemetryDriver]]:
-    """Every driver installed in the environment."""
-    return PluginRegistry[type[TelemetryDriver]]("driver").load(ENTRY_POINT_GROUP)
+    """Every telemetry (MQTT) driver installed in the environment."""
+    reg = PluginRegistry[type[TelemetryDriver]]("driver")
+    for ep, item in _load_drivers():
+        if not _is_serial(item):
+            reg.register(ep.name, item, _origin(ep))
+    return reg
+
+
+def serial_driver_registry() -> PluginRegistry[type[SerialDriver]]:
+    """Every serial driver installed (same entry-point group, ``transport = "serial"``)."""
+    reg = PluginRegistry[type[SerialDriver]]("serial driver")
+    for ep, item in _load_drivers():
+        if _is_serial(item):
+            if not isinstance(item, type):
+                raise PluginError(f"serial driver {ep.name!r} ({_origin(ep)}) is not a class")
+            reg.register(ep.name, item, _origin(ep))
+    return reg
+
+
+def _load_drivers() -> list[tuple[EntryPoint, Any]]:
+    # One group for every driver kind, so a name is unique across kinds.
+    seen = PluginRegistry[object]("driver")
+    out = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        item = ep.load()
+        seen.register(ep.name, item, _origin(ep))
+        out.append((ep, item))
+    return out
+
+
+def _origin(ep: EntryPoint) -> str:
+    return ep.value + (f" (from {ep.dist.name})" if ep.dist is not None else "")

@@ -20,6 +20,7 @@ from labctl.drivers import TelemetryDriver
 from labctl.protocol import topics
 from labctl.protocol.payloads import (
     MAX_MANIFEST_BYTES,
+    CommandResponse,
     MAX_TELEMETRY_BYTES,
     Manifest,
     State,
@@ -55,6 +56,15 @@ class PresenceChange:
     session: str
 
 
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """A validated command response from a device."""
+
+    device: DeviceRef
+    response: CommandResponse
+    received_ns: int
+
+
 @dataclass
 class EdgeResult:
     """What one batch of inbound messages turned into."""
@@ -63,6 +73,7 @@ class EdgeResult:
     rejections: list[Rejection] = field(default_factory=list)
     presence: list[PresenceChange] = field(default_factory=list)
     duplicates: int = 0
+    replies: list[CommandReply] = field(default_factory=list)
     other: list[InboundMessage] = field(default_factory=list)
     """Valid-topic messages this layer does not handle (events, command responses)."""
 
@@ -135,6 +146,8 @@ class Edge:
         elif kind is topics.TopicKind.TELEMETRY:
             assert t.name is not None
             self._telemetry(msg, ref, t.name, out)
+        elif kind is topics.TopicKind.CMD_RES:
+            self._reply(msg, ref, t.name or "", out)
         elif kind is topics.TopicKind.CMD_REQ:
             self._reject(
                 out,
@@ -180,6 +193,34 @@ class Edge:
             self._reject(out, msg.topic, ref.vendor, ref.device, "manifest", problem)
             return
         out.presence.append(PresenceChange(ref, "manifest", manifest.session))
+
+    def _reply(self, msg: InboundMessage, ref: DeviceRef, cid: str, out: EdgeResult) -> None:
+        if len(msg.payload) > MAX_TELEMETRY_BYTES:
+            self._reject(
+                out,
+                msg.topic,
+                ref.vendor,
+                ref.device,
+                "too_large",
+                f"command response is {len(msg.payload)} bytes",
+            )
+            return
+        try:
+            res = CommandResponse.model_validate_json(msg.payload)
+        except ValidationError as exc:
+            self._reject(out, msg.topic, ref.vendor, ref.device, _reason(exc), _explain(exc))
+            return
+        if res.id != cid:
+            self._reject(
+                out,
+                msg.topic,
+                ref.vendor,
+                ref.device,
+                "identity",
+                f"response id {res.id!r} does not match the topic's command id {cid!r}",
+            )
+            return
+        out.replies.append(CommandReply(ref, res, msg.received_ns))
 
     def _quarantine(
         self, out: EdgeResult, msg: InboundMessage, ref: DeviceRef, reason: str, detail: str

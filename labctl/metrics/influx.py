@@ -474,6 +474,10 @@ class SpoolDrainer:
                 return False
             if self._running:
                 async with self._progress:
+                    # Re-check under the condition: a commit between the test above and here
+                    # would otherwise cost a full wait.
+                    if self._committed is not None and self._committed >= position:
+                        return True
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._progress.wait(), min(remaining, 1.0))
                 continue

@@ -25,36 +25,42 @@ from labctl.readings import DeviceRef, Reading
 
 @dataclass(frozen=True)
 class RunTags:
-    """Tags every point of a run carries."""
+    """The run a point belongs to (empty strings: no run — the rig was idle)."""
 
     run: str
     trial: str
-    rig: str
 
 
 @dataclass
 class PointEncoder:
-    """Formats points for one run; caches the tag prefix of each device stream."""
+    """Formats points; caches the tag prefix of each device stream.
 
-    tags: RunTags
+    ``run_of`` says which run a device belongs to right now (its reservation), so one
+    controller can host several runs on one spool.
+    """
+
+    rig: str
     role_of: Callable[[DeviceRef], str]
-    _prefixes: dict[tuple[DeviceRef, str], str] = field(default_factory=dict)
+    run_of: Callable[[DeviceRef], RunTags]
+    _prefixes: dict[tuple[DeviceRef, str, RunTags], str] = field(default_factory=dict)
     _seq: int = 0
 
     def readings(self, readings: Iterable[Reading]) -> str:
         """Line protocol for readings (one line each)."""
         lines = []
-        t = self.tags
         for r in readings:
-            key = (r.device, r.stream)
+            t = self.run_of(r.device)
+            key = (r.device, r.stream, t)
             prefix = self._prefixes.get(key)
             if prefix is None:
+                if len(self._prefixes) > 100_000:
+                    self._prefixes.clear()
                 prefix = encode_prefix(
                     "telemetry",
                     {
                         "run": t.run,
                         "trial": t.trial,
-                        "rig": t.rig,
+                        "rig": self.rig,
                         "vendor": r.device.vendor,
                         "device": r.device.device,
                         "role": self.role_of(r.device),
@@ -71,13 +77,17 @@ class PointEncoder:
     def rejections(self, rejections: Iterable[Rejection], now_ns: int) -> str:
         """Line protocol for rejected messages (unique timestamps so none overwrite)."""
         lines = []
-        t = self.tags
         for rej in rejections:
+            t = (
+                self.run_of(DeviceRef(rej.vendor, rej.device))
+                if rej.vendor and rej.device
+                else RunTags("", "")
+            )
             prefix = encode_prefix(
                 "rejected",
                 {
                     "run": t.run,
-                    "rig": t.rig,
+                    "rig": self.rig,
                     "vendor": rej.vendor or "",
                     "device": rej.device or "",
                     "reason": rej.reason,
@@ -88,25 +98,25 @@ class PointEncoder:
             )
         return "".join(lines)
 
-    def event(self, kind: str, name: str, detail: str, now_ns: int) -> str:
-        """Line protocol for one run event."""
-        t = self.tags
+    def event(self, kind: str, name: str, detail: str, now_ns: int, tags: RunTags) -> str:
+        """Line protocol for one event (phase change, presence, run)."""
         prefix = encode_prefix(
-            "event", {"run": t.run, "trial": t.trial, "rig": t.rig, "kind": kind}
+            "event", {"run": tags.run, "trial": tags.trial, "rig": self.rig, "kind": kind}
         )
         return encode_line(prefix, {"name": name, "detail": detail[:1000]}, self._unique(now_ns))
 
-    def verdict(self, result: EvaluationResult, roles: dict[str, str], now_ns: int) -> str:
+    def verdict(
+        self, result: EvaluationResult, roles: dict[str, str], now_ns: int, tags: RunTags
+    ) -> str:
         """Line protocol for the evaluation: one point per subject."""
-        t = self.tags
         lines = []
         for s in result.subjects:
             prefix = encode_prefix(
                 "verdict",
                 {
-                    "run": t.run,
-                    "trial": t.trial,
-                    "rig": t.rig,
+                    "run": tags.run,
+                    "trial": tags.trial,
+                    "rig": self.rig,
                     "vendor": s.vendor,
                     "device": s.device,
                     "role": roles.get(s.subject, "dut"),

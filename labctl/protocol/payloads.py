@@ -147,3 +147,37 @@ class ErrorReport(_Strict):
     reason: str
     detail: str
     ts: float
+
+
+CommandId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""Command ids travel in the topic, so they may not contain '/', '+' or '#'."""
+
+
+class CommandRequest(_Strict):
+    """What the lab sends on ``…/cmd/{id}/req``. ``deadline`` is epoch seconds (lab clock)."""
+
+    id: CommandId
+    op: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    params: dict[str, Any] = Field(default_factory=dict)
+    deadline: float
+
+
+class CommandError(_Strict):
+    """Why a command failed or was rejected."""
+
+    code: Annotated[str, StringConstraints(max_length=64)]
+    message: Annotated[str, StringConstraints(max_length=1024)]
+
+
+class CommandResponse(_Strict):
+    """What a device answers on ``…/cmd/{id}/res``."""
+
+    id: CommandId
+    status: Literal["accepted", "succeeded", "failed", "rejected"]
+    result: dict[str, Any] | None = None
+    error: CommandError | None = None
+
+    @property
+    def final(self) -> bool:
+        """True for the last response a command gets."""
+        return self.status != "accepted"

@@ -31,6 +31,8 @@ class DeviceInRun(_Frozen):
     session: str
     readings: int = 0
     rejected: int = 0
+    interval_s: float | None = None
+    """Nominal sampling interval of the judged channel (from the manifest's rate), if known."""
 
 
 class SpecRef(_Frozen):
@@ -84,6 +86,9 @@ class RunRecord(_Frozen):
     ended_at: float
     device_time: tuple[float, float] | None = None
     """The measured window in device time (epoch seconds)."""
+    windows: list[tuple[float, float]] | None = None
+    """The measured steps in device time ([start, end) each); None in older records, where
+    ``device_time`` is the one window."""
     devices: list[DeviceInRun] = Field(default_factory=list)
     evaluation: EvaluationResult | None = None
     counters: Counters = Field(default_factory=Counters)
@@ -93,3 +98,5 @@ class RunRecord(_Frozen):
     """Why a run was aborted or faulted, in words."""
     labctl_version: str
     data_dir: str
+    rescored_from: str | None = None
+    """For a re-score: the recorded run whose spooled data this verdict re-evaluates."""

@@ -13,28 +13,28 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from labctl import __version__
-from labctl.bus.broker import BrokerError, PrivateBroker
+from labctl.bus.broker import BrokerError
 from labctl.bus.edge import Edge, EdgeResult
-from labctl.bus.mqtt import BusError, MqttBus
+from labctl.bus.mqtt import BusError
 from labctl.cli.exit_codes import ExitCode
 from labctl.config import Settings
 from labctl.controller import Controller, ControllerFault
-from labctl.drivers import driver_registry
 from labctl.evaluators.base import Evaluator, EvaluatorFactory
 from labctl.evaluators.result import EvaluationResult
-from labctl.metrics.points import PointEncoder, RunTags
-from labctl.metrics.spool import OffsetStore, Spool, SpoolError, SpoolPosition
-from labctl.protocol import topics
+from labctl.metrics.points import RunTags
+from labctl.metrics.spool import Spool, SpoolError, SpoolPosition
 from labctl.readings import DeviceRef, Reading
 from labctl.rig.directory import DeviceDirectory
+from labctl.rig.reservations import RIG, DeviceBusy, Holder, Reservations
+from labctl.rig.runtime import RigRuntime, open_runtime
 from labctl.rig.simulated import SimulatedRig, SimulatorError
 from labctl.store.records import (
     Counters,
@@ -138,6 +138,7 @@ class TrialRunner:
         on_progress: Callable[[Progress], None] | None = None,
         on_event: Callable[[str], None] | None = None,
         preflight_timeout_s: float = 30.0,
+        wait: bool = True,
     ) -> None:
         self.settings = settings
         self.loaded = loaded
@@ -148,6 +149,7 @@ class TrialRunner:
         self.on_event = on_event or (lambda s: None)
         self.preflight_timeout_s = preflight_timeout_s
         self.abort = asyncio.Event()
+        self.wait = wait
         self.run_id = new_run_id()
         self.run_dir = settings.data_dir / "runs" / self.run_id
         self._router = _Router()
@@ -170,8 +172,12 @@ class TrialRunner:
 
     # -- the run ---------------------------------------------------------------------------
 
-    async def run(self) -> RunRecord:
-        """Run the trial; always returns the final record (also when aborted or faulted)."""
+    async def run(self, runtime: RigRuntime | None = None) -> RunRecord:
+        """Run the trial; always returns the final record (also when aborted or faulted).
+
+        Without ``runtime`` the run opens its own (``labctl run``); ``labctl serve`` passes the
+        runtime it keeps open, shared with other runs.
+        """
         started = time.time()
         spec = self.spec
         base = dict(
@@ -194,7 +200,13 @@ class TrialRunner:
         evaluation: EvaluationResult | None = None
         extras: dict[str, object] = {}
         try:
-            evaluation, extras = await self._run_infrastructure()
+            if runtime is None:
+                self._event("starting the rig runtime (broker, spool, bus)")
+                holder = Holder(self.run_id, spec.trial)
+                async with open_runtime(self.settings, Reservations(default=holder)) as rt:
+                    evaluation, extras = await self._on_runtime(rt)
+            else:
+                evaluation, extras = await self._on_runtime(runtime)
             status = "passed" if evaluation.passed else "failed"
         except* (
             RigFault,
@@ -203,6 +215,7 @@ class TrialRunner:
             SimulatorError,
             ControllerFault,
             SpoolError,
+            DeviceBusy,
             OSError,
         ) as eg:
             status = "faulted"
@@ -233,112 +246,77 @@ class TrialRunner:
         self.store.finish(record)
         return record
 
-    async def _run_infrastructure(self) -> tuple[EvaluationResult, dict[str, object]]:
+    async def _on_runtime(self, rt: RigRuntime) -> tuple[EvaluationResult, dict[str, object]]:
         s = self.settings
-        async with AsyncExitStack() as stack:
-            host, port = s.broker.host, s.broker.port
-            if s.broker.mode == "embedded":
-                self._event("starting the private broker")
-                broker = PrivateBroker(s.broker_dir)
-                await asyncio.to_thread(_fresh_broker_dir, s.broker_dir)
-                await asyncio.to_thread(broker.start)
-                stack.callback(broker.stop)
-                host, port = broker.host, broker.port
-            spool = Spool(s.spool_dir, segment_bytes=s.metrics.segment_bytes)
-            stack.callback(spool.close)
-            spool_start = spool.position()
-            directory = DeviceDirectory()
-            registry = driver_registry()
-            edge = Edge(directory, registry.get("mqtt-sensor")())
-            self._edge = edge
-            roles = dict(s.rig.roles)
-            encoder = PointEncoder(
-                RunTags(self.run_id, self.spec.trial, s.rig.name),
-                lambda ref: roles.get(ref.key, s.rig.default_role),
-            )
-            bus = MqttBus(
-                host,
-                port,
-                client_id=f"labctl-{s.controller}"[:64],
-                subscriptions=topics.DEVICE_SUBSCRIPTIONS,
-                username=s.broker.username,
-                password=s.broker.password.get_secret_value() if s.broker.password else None,
-                keepalive_s=s.broker.keepalive_s,
-                session_expiry_s=s.broker.session_expiry_s,
-                receive_maximum=s.broker.max_inflight,
-            )
-            self._event(f"connecting to the broker at {host}:{port}")
-            await stack.enter_async_context(bus)
-            controller = Controller(
-                bus,
-                edge,
-                spool,
-                encoder,
-                list(s.metrics.influx),
-                OffsetStore(s.spool_dir / "offsets"),
-            )
-            controller.listeners.append(self._router)
-            sim: SimulatedRig | None = None
-            if s.rig.simulated:
-                sim = SimulatedRig(
-                    s.rig.sim,
-                    host,
-                    port,
-                    self.run_dir / "sim-stats.json",
-                    until_s=self._device_total + 7200,
-                    log_file=self.run_dir / "sim.log",
-                )
-                stack.push_async_callback(sim.stop)  # also when the task group is torn down
-            async with asyncio.TaskGroup() as tg:
-                ingest = tg.create_task(controller.ingest())
-                replies = tg.create_task(controller.error_replies())
-                sinks = tg.create_task(controller.sinks())
+        self._edge = rt.edge
+        tags = RunTags(self.run_id, self.spec.trial)
+        holder = Holder(self.run_id, self.spec.trial)
+        spool_start = rt.spool.position()
+        rt.controller.listeners.append(self._router)
+        sim: SimulatedRig | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                if s.rig.simulated:
+                    # A simulated rig is one resource: its devices come and go with the run.
+                    await rt.reservations.reserve(holder, [RIG], wait=self.wait)
+                    sim = SimulatedRig(
+                        s.rig.sim,
+                        rt.host,
+                        rt.port,
+                        self.run_dir / "sim-stats.json",
+                        until_s=self._device_total + 7200,
+                        log_file=self.run_dir / "sim.log",
+                    )
+                    stack.push_async_callback(sim.stop)
                 try:
-                    evaluation = await self._trial(controller, directory, sim)
+                    evaluation = await self._trial(rt, sim, holder)
                 finally:
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(self._teardown(controller, directory, sim))
-                    ingest.cancel()
-                    replies.cancel()
-                end_text = encoder.verdict(
-                    evaluation, {x.ref.key: x.role for x in self._selected}, time.time_ns()
-                )
-                end_text += encoder.event(
-                    "run", "verdict", "pass" if evaluation.passed else "fail", time.time_ns()
-                )
-                await controller.append_points(end_text)
-                spool_end = spool.position()
-                self._set_phase("draining to TSDB")
-                outcomes = await self._drain(controller, spool_end)
-                controller.stop_sinks()
-                await sinks
-            extras: dict[str, object] = {
-                "devices": self._devices(directory),
-                "counters": Counters(
-                    readings=edge.counters.accepted_readings,
-                    readings_evaluated=self._router.evaluated,
-                    duplicates=edge.counters.duplicates,
-                    rejected=dict(edge.counters.rejected),
-                ),
-                "spool": SpoolRange(
-                    directory=str(s.spool_dir),
-                    start=(spool_start.segment, spool_start.offset),
-                    end=(spool_end.segment, spool_end.offset),
-                    segments=await asyncio.to_thread(_checksums, spool, spool_start, spool_end),
-                ),
-                "sinks": outcomes,
-                "device_time": self._window_span(),
-            }
-            return evaluation, extras
+                        await asyncio.shield(self._teardown(rt.controller, rt.directory, sim))
+        finally:
+            rt.controller.listeners.remove(self._router)
+            if sys.exc_info()[0] is not None:  # a failed run must not keep its devices
+                await asyncio.shield(rt.reservations.release(self.run_id))
+        now = time.time_ns()
+        roles = {x.ref.key: x.role for x in self._selected}
+        end_text = rt.encoder.verdict(evaluation, roles, now, tags)
+        end_text += rt.encoder.event(
+            "run", "verdict", "pass" if evaluation.passed else "fail", now, tags
+        )
+        await rt.controller.append_points(end_text)
+        spool_end = rt.spool.position()
+        await rt.reservations.release(self.run_id)
+        self._set_phase("draining to TSDB")
+        outcomes = await self._drain(rt.controller, spool_end)
+        extras: dict[str, object] = {
+            "devices": self._devices(rt.directory),
+            "counters": Counters(
+                readings=self._router.readings,
+                readings_evaluated=self._router.evaluated,
+                duplicates=rt.edge.counters.duplicates,
+                rejected=dict(rt.edge.counters.rejected),
+            ),
+            "spool": SpoolRange(
+                directory=str(s.spool_dir),
+                start=(spool_start.segment, spool_start.offset),
+                end=(spool_end.segment, spool_end.offset),
+                segments=await asyncio.to_thread(_checksums, rt.spool, spool_start, spool_end),
+            ),
+            "sinks": outcomes,
+            "device_time": self._window_span(),
+        }
+        return evaluation, extras
 
     async def _trial(
-        self, controller: Controller, directory: DeviceDirectory, sim: SimulatedRig | None
+        self, rt: RigRuntime, sim: SimulatedRig | None, holder: Holder
     ) -> EvaluationResult:
+        controller, directory = rt.controller, rt.directory
         if sim is not None:
             self._event("starting the simulated rig")
             await sim.start()
         self._set_phase("preflight")
         self._selected = await self._preflight(directory, sim)
+        await rt.reservations.reserve(holder, [x.ref.key for x in self._selected], wait=self.wait)
         subjects = [x.subject() for x in self._selected]
         try:
             evaluator = self.factory.from_spec(self.spec, subjects)
@@ -520,16 +498,10 @@ class TrialRunner:
                     session=m.session,
                     readings=rec.readings if rec else 0,
                     rejected=rec.rejected if rec else 0,
+                    interval_s=x.subject().interval_s,
                 )
             )
         return out
-
-
-def _fresh_broker_dir(directory: Path) -> None:
-    """The embedded broker is private to one run: start without an old persistence file."""
-    db = directory / "mosquitto.db"
-    if db.exists():
-        db.unlink()
 
 
 def _checksums(spool: Spool, start: SpoolPosition, end: SpoolPosition) -> dict[str, str]:
