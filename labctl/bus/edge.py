@@ -20,8 +20,8 @@ from labctl.drivers import TelemetryDriver
 from labctl.protocol import topics
 from labctl.protocol.payloads import (
     MAX_MANIFEST_BYTES,
-    CommandResponse,
     MAX_TELEMETRY_BYTES,
+    CommandResponse,
     Manifest,
     State,
     Telemetry,
@@ -31,6 +31,8 @@ from labctl.readings import DeviceRef, Reading
 from labctl.rig.directory import DeviceDirectory
 
 log = logging.getLogger(__name__)
+
+LAB_RESERVED = f"{topics.ROOT}/_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,10 @@ class Edge:
                 rec.last_errors.append(f"{reason}: {detail}")
 
     def _one(self, msg: InboundMessage, out: EdgeResult) -> None:
+        if msg.topic.startswith(LAB_RESERVED):
+            # The lab's own topics (_ctl presence, _err replies) match the device wildcards;
+            # they are not device traffic. Vendors cannot publish there (the broker ACL).
+            return
         try:
             t = topics.parse(msg.topic)
         except topics.TopicError as exc:

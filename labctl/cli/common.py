@@ -10,9 +10,10 @@ from rich.console import Console
 
 from labctl.cli.exit_codes import ExitCode
 from labctl.config import ConfigError, Settings, load_settings
-from labctl.evaluators.base import EvaluatorFactory, Subject, evaluator_registry
+from labctl.evaluators.base import EvaluatorFactory, evaluator_registry
 from labctl.plugins import PluginError, PluginRegistry
-from labctl.trial.spec import LoadedSpec, SpecError, load_spec
+from labctl.trial.checks import check_spec
+from labctl.trial.spec import LoadedSpec, SpecError
 
 
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
@@ -35,20 +36,6 @@ def evaluators() -> PluginRegistry[type[EvaluatorFactory]]:
         return evaluator_registry()
     except PluginError as exc:
         fail(str(exc))
-
-
-def check_spec(path: Path, registry: PluginRegistry[type[EvaluatorFactory]]) -> LoadedSpec:
-    """Validate a spec fully (schema, evaluator, criteria); raise SpecError in words."""
-    loaded = load_spec(path, known_kinds=registry.names())
-    factory = registry.get(loaded.spec.kind)
-    probe = [
-        Subject(key=f"{slot}-probe", role=sel.role) for slot, sel in loaded.spec.devices.items()
-    ]
-    try:
-        factory.from_spec(loaded.spec, probe)
-    except ValueError as exc:
-        raise SpecError(path, [f"{path}: {exc}"]) from exc
-    return loaded
 
 
 def load_checked_spec(path: Path) -> tuple[LoadedSpec, type[EvaluatorFactory]]:

@@ -6,14 +6,16 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from labctl.cli.common import echo_json, load_checked_spec, settings
+from labctl.cli.common import echo_json, fail, load_checked_spec, settings
 from labctl.cli.render import console, print_record
+from labctl.serve.discovery import ServeInfo, read_info
 from labctl.store.records import RunRecord
 from labctl.store.runs import RunStore
 from labctl.trial.durations import format_duration
@@ -25,7 +27,12 @@ from labctl.trial.runner import TrialRunner
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON at the end.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(spec: Path, as_json: bool, quiet: bool) -> None:
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="When a device is reserved by another run, refuse instead of queueing.",
+)
+def run(spec: Path, as_json: bool, quiet: bool, no_wait: bool) -> None:
     """Run the trial in SPEC against the configured rig.
 
     Exit code: 0 every criterion holds, 1 the verdict is fail, 2 usage or spec error,
@@ -33,8 +40,8 @@ def run(spec: Path, as_json: bool, quiet: bool) -> None:
     """
     s = settings()
     loaded, factory = load_checked_spec(spec)
-    store = RunStore(s.store_path)
     err = Console(stderr=True)
+    served = read_info(s.data_dir)
     show_progress = not quiet and err.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.fields[phase]:<10}"),
@@ -67,6 +74,12 @@ def run(spec: Path, as_json: bool, quiet: bool) -> None:
             progress.console.print(f"[dim]· {text}[/dim]", highlight=False)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if served is not None:
+        on_event(f"running through the controller at {served.url}")
+        with progress:
+            record = _run_on_controller(served, spec, not no_wait, on_progress, on_event)
+        _finish(record, as_json, s.spool_dir, s.data_dir / "runs" / record.id, s.store_path)
+    store = RunStore(s.store_path)
     runner = TrialRunner(
         s,
         loaded,
@@ -75,19 +88,69 @@ def run(spec: Path, as_json: bool, quiet: bool) -> None:
         on_progress=on_progress,
         on_event=on_event,
         preflight_timeout_s=s.rig.preflight_timeout_s,
+        wait=not no_wait,
     )
     with progress:
         record = asyncio.run(_run_with_signals(runner, err))
+    _finish(record, as_json, s.spool_dir, runner.run_dir, s.store_path)
+
+
+def _finish(record: RunRecord, as_json: bool, spool: Path, run_dir: Path, store: Path) -> None:
     out = console()
     if as_json:
         echo_json(record.model_dump_json(indent=2))
     else:
         print_record(out, record)
         out.print(f"\nrun id   {record.id}")
-        out.print(f"spool    {record.spool.directory if record.spool else s.spool_dir}")
-        out.print(f"run data {runner.run_dir}")
-        out.print(f"records  {s.store_path}  (labctl runs show {record.id})")
+        out.print(f"spool    {record.spool.directory if record.spool else spool}")
+        out.print(f"run data {run_dir}")
+        out.print(f"records  {store}  (labctl runs show {record.id})")
     sys.exit(record.exit_code)
+
+
+def _run_on_controller(
+    info: ServeInfo,
+    spec: Path,
+    wait: bool,
+    on_progress: Callable[[RunProgress], None],
+    on_event: Callable[[str], None],
+) -> RunRecord:
+    """Submit the run to `labctl serve` and follow it; Ctrl-C asks the controller to abort."""
+    with info.client(timeout=30) as c:
+        r = c.post("/api/runs", json={"spec_path": str(spec.resolve()), "wait": wait})
+        if r.status_code == 400:
+            fail(str(r.json().get("detail", r.text)))
+        r.raise_for_status()
+        run_id = r.json()["id"]
+        seen, aborted = 0, False
+        while True:
+            try:
+                st = c.get(f"/api/runs/{run_id}", params={"since": seen, "wait_s": 0.5})
+                st.raise_for_status()
+            except KeyboardInterrupt:
+                if aborted:
+                    raise
+                aborted = True
+                on_event("stopping: asking the controller to abort the run")
+                c.post(f"/api/runs/{run_id}/abort")
+                continue
+            body = st.json()
+            for text in body["events"]:
+                on_event(text)
+            seen += len(body["events"])
+            on_progress(
+                RunProgress(
+                    phase=body["phase"],
+                    device_elapsed_s=body["device_elapsed_s"],
+                    device_total_s=body["device_total_s"],
+                    readings=body["readings"],
+                    readings_per_s=body["readings_per_s"],
+                    rejected=body["rejected"],
+                    duplicates=0,
+                )
+            )
+            if body["done"]:
+                return RunRecord.model_validate(body["record"])
 
 
 async def _run_with_signals(runner: TrialRunner, err: Console) -> RunRecord:

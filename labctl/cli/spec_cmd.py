@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from labctl.cli.common import check_spec, evaluators
+from labctl.cli.common import evaluators
 from labctl.cli.exit_codes import ExitCode
+from labctl.trial.checks import check_spec
 from labctl.trial.spec import SpecError
 
 

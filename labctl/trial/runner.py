@@ -304,6 +304,7 @@ class TrialRunner:
             ),
             "sinks": outcomes,
             "device_time": self._window_span(),
+            "windows": list(self._router.windows),
         }
         return evaluation, extras
 

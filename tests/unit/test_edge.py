@@ -157,3 +157,12 @@ def test_one_bad_message_does_not_spoil_the_batch(edge: Edge) -> None:
     )
     assert [r.seq for r in out.readings] == [1, 2]
     assert len(out.rejections) == 1
+
+
+def test_lab_reserved_topics_are_not_device_traffic(edge: Edge) -> None:
+    out = edge.process([
+        msg("lab/v1/_ctl/ctl-a/state", {"state": "online", "session": "x"}),
+        msg("lab/v1/_err/acme/manifest", {"reason": "x"}),  # device named 'manifest'
+    ])
+    assert out.rejections == [] and out.presence == [] and out.readings == []
+    assert edge.counters.rejected_total == 0

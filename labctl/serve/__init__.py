@@ -1,0 +1,1 @@
+"""``labctl serve``: the long-running controller of a rig, its HTTP API and discovery."""

@@ -1,0 +1,23 @@
+"""Full validation of a spec: schema, evaluator, and the evaluator's view of the criteria."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labctl.evaluators.base import EvaluatorFactory, Subject
+from labctl.plugins import PluginRegistry
+from labctl.trial.spec import LoadedSpec, SpecError, load_spec
+
+
+def check_spec(path: Path, registry: PluginRegistry[type[EvaluatorFactory]]) -> LoadedSpec:
+    """Validate a spec fully; raise :class:`SpecError` in words (file, line, field)."""
+    loaded = load_spec(path, known_kinds=registry.names())
+    factory = registry.get(loaded.spec.kind)
+    probe = [
+        Subject(key=f"{slot}-probe", role=sel.role) for slot, sel in loaded.spec.devices.items()
+    ]
+    try:
+        factory.from_spec(loaded.spec, probe)
+    except ValueError as exc:
+        raise SpecError(path, [f"{path}: {exc}"]) from exc
+    return loaded
