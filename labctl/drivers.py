@@ -12,7 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from labctl.plugins import PluginError, PluginRegistry
-from labctl.protocol.payloads import Manifest, Sample
+from labctl.protocol.payloads import Manifest, SampleIn
 from labctl.readings import DeviceRef, Reading
 from labctl.serial_driver import SerialDriver
 
@@ -31,7 +31,7 @@ class TelemetryDriver(Protocol):
         manifest: Manifest,
         stream: str,
         session: str,
-        samples: Sequence[Sample],
+        samples: Sequence[SampleIn],
         received_ns: int,
     ) -> list[Reading]:
         """Readings for ``samples``; raise ValueError in words for data the manifest forbids."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from labctl.protocol.payloads import Manifest, Sample
+from labctl.protocol.payloads import Manifest, SampleIn
 from labctl.readings import DeviceRef, Reading
 
 
@@ -20,16 +20,19 @@ class MqttSensorDriver:
         manifest: Manifest,
         stream: str,
         session: str,
-        samples: Sequence[Sample],
+        samples: Sequence[SampleIn],
         received_ns: int,
     ) -> list[Reading]:
         """One reading per sample; an undeclared channel rejects the message (ValueError)."""
         declared = {c.name for c in manifest.channels}
+        out = []
         for s in samples:
-            unknown = s.v.keys() - declared
-            if unknown:
+            v = s["v"]
+            if not v.keys() <= declared:
+                unknown = sorted(v.keys() - declared)
                 raise ValueError(
-                    f"channel(s) {', '.join(sorted(unknown))} not declared in the manifest "
+                    f"channel(s) {', '.join(unknown)} not declared in the manifest "
                     f"(declared: {', '.join(sorted(declared))})"
                 )
-        return [Reading(device, stream, session, s.seq, s.ts, s.v, received_ns) for s in samples]
+            out.append(Reading(device, stream, session, s["seq"], s["ts"], v, received_ns))
+        return out

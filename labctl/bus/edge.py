@@ -21,11 +21,12 @@ from labctl.protocol import topics
 from labctl.protocol.payloads import (
     MAX_MANIFEST_BYTES,
     MAX_TELEMETRY_BYTES,
+    TELEMETRY_BATCH_IN,
+    TELEMETRY_IN,
     CommandResponse,
     Manifest,
+    SampleIn,
     State,
-    Telemetry,
-    TelemetryBatch,
 )
 from labctl.readings import DeviceRef, Reading
 from labctl.rig.directory import DeviceDirectory
@@ -277,18 +278,19 @@ class Edge:
             return
         try:
             if b'"samples"' in payload:
-                batch = TelemetryBatch.model_validate_json(payload)
-                session, samples = batch.session, batch.samples
+                batch = TELEMETRY_BATCH_IN.validate_json(payload)
+                session, samples = batch["session"], batch["samples"]
             else:
-                one = Telemetry.model_validate_json(payload)
-                session, samples = one.session, one.samples()
+                one = TELEMETRY_IN.validate_json(payload)
+                session = one["session"]
+                samples = [SampleIn(seq=one["seq"], ts=one["ts"], v=one["v"])]
         except ValidationError as exc:
             self._reject(out, msg.topic, ref.vendor, ref.device, _reason(exc), _explain(exc))
             return
-        seqs = rec.sequences
-        fresh = [s for s in samples if seqs.accept(session, s.seq)]
-        out.duplicates += len(samples) - len(fresh)
-        rec.duplicates += len(samples) - len(fresh)
+        fresh = rec.sequences.accept_samples(session, samples)
+        dup = len(samples) - len(fresh)
+        out.duplicates += dup
+        rec.duplicates += dup
         if not fresh:
             return
         try:

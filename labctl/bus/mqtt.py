@@ -100,7 +100,8 @@ class MqttBus:
         keepalive_s: int = 30,
         session_expiry_s: int = 86400,
         receive_maximum: int = 1000,
-        max_unacked: int = 50_000,
+        max_unacked: int = 20_000,
+        max_unacked_bytes: int = 64 * 1024 * 1024,
         connect_timeout_s: float = 10.0,
     ) -> None:
         self.host, self.port, self.client_id = host, port, client_id
@@ -110,7 +111,13 @@ class MqttBus:
         self._session_expiry = session_expiry_s
         self._receive_maximum = receive_maximum
         self._connect_timeout = connect_timeout_s
-        self._unacked = threading.BoundedSemaphore(max_unacked)
+        # Memory bound: unacknowledged messages by count and by bytes. When either is used up
+        # the network thread waits, stops reading the socket, and TCP pushes back.
+        self._max_unacked = max_unacked
+        self._max_unacked_bytes = max_unacked_bytes
+        self._budget = threading.Condition()
+        self._unacked_n = 0
+        self._unacked_bytes = 0
         self._lock = threading.RLock()
         self._pending = _Pending()
         self._generation = 0
@@ -164,12 +171,8 @@ class MqttBus:
 
     async def _shutdown(self) -> None:
         self._closing.set()
-        # Wake a network thread blocked on backpressure so it can see _closing.
-        for _ in range(64):
-            try:
-                self._unacked.release()
-            except ValueError:
-                break
+        with self._budget:  # wake a network thread blocked on backpressure
+            self._budget.notify_all()
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
@@ -180,16 +183,22 @@ class MqttBus:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    async def batches(self, max_batch: int = 5000) -> AsyncIterator[list[InboundMessage]]:
-        """Yield inbound messages in arrival order, in batches of at most ``max_batch``."""
+    async def batches(
+        self, max_batch: int = 5000, max_batch_bytes: int = 4 * 1024 * 1024
+    ) -> AsyncIterator[list[InboundMessage]]:
+        """Yield inbound messages in arrival order, in batches bounded by count and bytes."""
         while not self._closing.is_set():
             await self._ready.wait()
             with self._lock:
                 msgs = self._pending.messages
-                if len(msgs) > max_batch:
-                    batch, self._pending.messages = msgs[:max_batch], msgs[max_batch:]
-                else:
-                    batch, self._pending.messages = msgs, []
+                cut, size = 0, 0
+                while cut < len(msgs) and cut < max_batch:
+                    size += len(msgs[cut].payload)
+                    cut += 1
+                    if size >= max_batch_bytes:
+                        break
+                batch, self._pending.messages = msgs[:cut], msgs[cut:]
+                if not self._pending.messages:
                     self._ready.clear()
                     self._pending.wake_scheduled = False
             if batch:
@@ -198,10 +207,15 @@ class MqttBus:
     def ack(self, messages: Sequence[InboundMessage]) -> None:
         """Acknowledge messages whose content is durable (or deliberately dropped)."""
         gen = self._generation
+        size = 0
         for m in messages:
             if m.qos > 0 and m.generation == gen:
                 self._client.ack(m.mid, m.qos)
-            self._unacked.release()
+            size += len(m.payload)
+        with self._budget:
+            self._unacked_n -= len(messages)
+            self._unacked_bytes -= size
+            self._budget.notify_all()
         self.stats.acked += len(messages)
 
     # -- outbound --------------------------------------------------------------------------
@@ -284,11 +298,16 @@ class MqttBus:
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         # Backpressure: block the network thread (so TCP pushes back to the broker) rather than
         # buffer without bound.
-        if not self._unacked.acquire(blocking=False):
-            self.stats.backpressure_waits += 1
-            while not self._unacked.acquire(timeout=0.5):
-                if self._closing.is_set():
-                    return
+        size = len(msg.payload)
+        with self._budget:
+            if self._over_budget(size):
+                self.stats.backpressure_waits += 1
+                while self._over_budget(size):
+                    if self._closing.is_set():
+                        return
+                    self._budget.wait(0.5)
+            self._unacked_n += 1
+            self._unacked_bytes += size
         m = InboundMessage(
             msg.topic,
             bytes(msg.payload),
@@ -304,6 +323,13 @@ class MqttBus:
             if not self._pending.wake_scheduled:
                 self._pending.wake_scheduled = True
                 self._call(self._ready.set)
+
+    def _over_budget(self, size: int) -> bool:
+        # One message larger than the whole budget still passes when nothing else is held.
+        return self._unacked_n > 0 and (
+            self._unacked_n >= self._max_unacked
+            or self._unacked_bytes + size > self._max_unacked_bytes
+        )
 
     def _on_publish(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from labctl.protocol.payloads import SampleIn
+
 
 @dataclass
 class _SessionSeq:
@@ -44,6 +46,28 @@ class SequenceTracker:
             s.seen = {q for q in s.seen if q > cut}
             s.low = max(s.low, cut)
         return True
+
+    def accept_samples(self, session: str, samples: list[SampleIn]) -> list[SampleIn]:
+        """The samples whose ``(session, seq)`` is new, recorded; duplicates left out."""
+        s = self._sessions.get(session)
+        if s is None:
+            if len(self._sessions) >= self._max_sessions:
+                del self._sessions[next(iter(self._sessions))]
+            s = self._sessions[session] = _SessionSeq()
+        seen, low, fresh = s.seen, s.low, []
+        for sample in samples:
+            q = sample["seq"]
+            if q > low and q not in seen:
+                seen.add(q)
+                fresh.append(sample)
+                if q > s.high:
+                    s.high = q
+        s.count += len(fresh)
+        if len(seen) > 2 * self._window:
+            cut = s.high - self._window
+            s.seen = {q for q in seen if q > cut}
+            s.low = max(s.low, cut)
+        return fresh
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per session: (samples accepted, samples missing between the first and last seq)."""

@@ -4,6 +4,7 @@ controller goes away before acknowledging, not when the broker restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import paho.mqtt.client as paho
@@ -121,3 +122,29 @@ async def test_unreachable_broker_is_a_clear_error() -> None:
     bus = MqttBus("127.0.0.1", free_port(), "x", [], connect_timeout_s=1.5)
     with pytest.raises(BusError, match=r"cannot connect to the MQTT broker at 127\.0\.0\.1"):
         await bus.__aenter__()
+
+
+async def test_unacknowledged_bytes_are_bounded(broker: PrivateBroker) -> None:
+    bus = MqttBus(broker.host, broker.port, "ctl-budget", [TOPIC], max_unacked_bytes=1_000_000)
+    async with bus:
+        pub = publisher(broker)
+        infos = [pub.publish(TOPIC, b"%06d" % i + b"x" * 100_000, qos=1) for i in range(60)]
+        held: list[InboundMessage] = []
+
+        async def take(until: float) -> None:
+            async for batch in bus.batches():
+                held.extend(batch)  # not acknowledged: not yet durable
+                if time.monotonic() > until:
+                    return
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(take(time.monotonic() + 30), 2.0)
+        # ~1 MB of 100 kB messages may be held, never the 6 MB sent
+        assert 1 <= len(held) <= 11, len(held)
+        assert bus.stats.backpressure_waits >= 1
+        bus.ack(held)
+        rest = await collect(bus, 60 - len(held), 20)
+        assert len(held) + len(rest) >= 60
+        for info in infos:
+            info.wait_for_publish(5)
+        pub.loop_stop()
