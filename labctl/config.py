@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from labctl.metrics.influx import InfluxEndpoint
+from labctl.security.settings import LabBrokerSettings
 
 
 class BrokerSettings(BaseModel):
@@ -56,6 +57,32 @@ class SimSettings(BaseModel):
     batch: int = Field(default=60, ge=1, le=10_000)
 
 
+class SerialDeviceSettings(BaseModel):
+    """A device on a serial port (``rig.serial`` list); it joins trials like an MQTT device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1)
+    """Stable port path, e.g. ``/dev/serial/by-id/usb-1a86_USB_Serial-if00-port0``."""
+    driver: str = Field(min_length=1)
+    """A serial driver (``pms5003``, ``sds011``, ``line`` or one from a driver package)."""
+    vendor: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    model: str = ""
+    """Defaults to the driver name."""
+    serial: str = ""
+    baud: int | None = Field(default=None, gt=0)
+    """Defaults to the driver's (9600 for PMS5003 and SDS011)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Driver-specific, e.g. ``{mode: passive, poll_interval_s: 2}`` for a PMS5003."""
+    silence_s: float = Field(default=30.0, gt=0)
+    """Wall seconds without a valid frame before the port is reopened (the device is offline
+    meanwhile)."""
+    backoff_min_s: float = Field(default=0.2, gt=0)
+    backoff_max_s: float = Field(default=5.0, gt=0)
+    """Reopen delays after an unplug or a failed open (doubling from min to max)."""
+
+
 class RigSettings(BaseModel):
     """The rig a controller drives."""
 
@@ -69,6 +96,8 @@ class RigSettings(BaseModel):
     default_role: str = "dut"
     preflight_timeout_s: float = Field(default=30.0, gt=0)
     """How long a run waits for its devices to come online before it is a rig fault."""
+    serial: list[SerialDeviceSettings] = Field(default_factory=list)
+    """Serial devices of the rig (a simulated rig adds those of its preset itself)."""
 
 
 class MetricsSettings(BaseModel):
@@ -81,6 +110,20 @@ class MetricsSettings(BaseModel):
     drain_timeout_s: float = Field(default=60.0, ge=0)
     """How long ``labctl run`` waits at the end for TSDBs to catch up before it leaves the
     rest in the spool for the next drain."""
+
+
+class ReportSettings(BaseModel):
+    """Reports written after a run (``labctl report`` writes them on demand)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_run: bool = True
+    """Write the report when ``labctl run`` ends (next to the run's data)."""
+    format: Literal["html", "pdf"] = "html"
+    """``pdf`` also writes the HTML beside it; it needs headless Chromium."""
+    chromium: Path | None = None
+    """The Chromium/Chrome binary for PDFs; by default ``chromium`` on the PATH."""
+    pdf_timeout_s: float = Field(default=90.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -97,6 +140,9 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     rig: RigSettings = Field(default_factory=RigSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    lab_broker: LabBrokerSettings = Field(default_factory=LabBrokerSettings)
+    """The lab's production Mosquitto (``labctl broker config``, ``labctl vendor``)."""
 
     @classmethod
     def settings_customise_sources(

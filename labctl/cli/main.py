@@ -17,12 +17,33 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from labctl.cli import eval_cmd, run_cmd, runs_cmd, spec_cmd
+    from labctl.cli import devices_cmd, eval_cmd, run_cmd, runs_cmd, serve_cmd, spec_cmd
 
     cli.add_command(run_cmd.run)
+    cli.add_command(serve_cmd.serve)
+    cli.add_command(devices_cmd.devices_group)
     cli.add_command(runs_cmd.runs_group)
     cli.add_command(spec_cmd.spec_group)
     cli.add_command(eval_cmd.eval_group)
+
+    from labctl.cli import serial_cmd
+
+    cli.add_command(serial_cmd.serial_group)
+
+    from labctl.cli import broker_cmd, vendor_cmd
+
+    cli.add_command(broker_cmd.broker_group)
+    cli.add_command(vendor_cmd.vendor_group)
+
+    from labctl.cli import vendor_check_cmd
+
+    vendor_cmd.vendor_group.add_command(vendor_check_cmd.check)
+
+    from labctl.cli import report_cmd
+
+    cli.add_command(report_cmd.report)
+    cli.add_command(report_cmd.compare)
+    cli.add_command(report_cmd.rescore_cmd)
 
 
 _register()

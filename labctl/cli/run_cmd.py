@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from labctl.cli.common import echo_json, fail, load_checked_spec, settings
 from labctl.cli.render import console, print_record
+from labctl.config import Settings
 from labctl.serve.discovery import ServeInfo, read_info
 from labctl.store.records import RunRecord
 from labctl.store.runs import RunStore
@@ -78,7 +79,7 @@ def run(spec: Path, as_json: bool, quiet: bool, no_wait: bool) -> None:
         on_event(f"running through the controller at {served.url}")
         with progress:
             record = _run_on_controller(served, spec, not no_wait, on_progress, on_event)
-        _finish(record, as_json, s.spool_dir, s.data_dir / "runs" / record.id, s.store_path)
+        _finish(record, as_json, s.spool_dir, s.data_dir / "runs" / record.id, s.store_path, s)
     store = RunStore(s.store_path)
     runner = TrialRunner(
         s,
@@ -92,20 +93,56 @@ def run(spec: Path, as_json: bool, quiet: bool, no_wait: bool) -> None:
     )
     with progress:
         record = asyncio.run(_run_with_signals(runner, err))
-    _finish(record, as_json, s.spool_dir, runner.run_dir, s.store_path)
+    _finish(record, as_json, s.spool_dir, runner.run_dir, s.store_path, s)
 
 
-def _finish(record: RunRecord, as_json: bool, spool: Path, run_dir: Path, store: Path) -> None:
+def _finish(
+    record: RunRecord,
+    as_json: bool,
+    spool: Path,
+    run_dir: Path,
+    store: Path,
+    s: Settings | None = None,
+) -> None:
     out = console()
+    report = _after_run_report(record, s) if s is not None else None
     if as_json:
         echo_json(record.model_dump_json(indent=2))
+        if report is not None:
+            click.echo(f"report {report}", err=True)
     else:
         print_record(out, record)
         out.print(f"\nrun id   {record.id}")
         out.print(f"spool    {record.spool.directory if record.spool else spool}")
         out.print(f"run data {run_dir}")
         out.print(f"records  {store}  (labctl runs show {record.id})")
+        if report is not None:
+            out.print(f"report   {report}")
     sys.exit(record.exit_code)
+
+
+def _after_run_report(record: RunRecord, s: Settings) -> Path | None:
+    """Write the run's report when configured (``report.after_run``); a report that cannot
+    be written is a warning, never a change of the run's verdict or exit code."""
+    if not s.report.after_run:
+        return None
+    from labctl.report.api import write_report
+
+    try:
+        return write_report(
+            record,
+            s.report.format,
+            chromium=s.report.chromium,
+            pdf_timeout_s=s.report.pdf_timeout_s,
+        ).path
+    except Exception as exc:  # the run is recorded; a report bug must not hide its verdict
+        logging.getLogger(__name__).debug("report of %s failed", record.id, exc_info=True)
+        Console(stderr=True).print(
+            f"[yellow]warning: no report written: {exc} "
+            f"(labctl report {record.id} --format html works without Chromium)[/yellow]",
+            highlight=False,
+        )
+        return None
 
 
 def _run_on_controller(

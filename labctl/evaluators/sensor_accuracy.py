@@ -195,6 +195,18 @@ class SensorAccuracyEvaluator:
             raise ValueError(f"sensor-accuracy was not told about subject {subject!r}")
         acc.add(ts, values)
 
+    def averages(self, hours: int) -> dict[str, Series]:
+        """Valid ``hours``-hour averages of every subject (1: hourly means), by the same rules
+        as :meth:`result`; for plots (time series, candidate-vs-reference pairs)."""
+        out: dict[str, Series] = {}
+        for key, acc in self._acc.items():
+            table = acc.table()
+            declared = self.subjects[key].interval_s
+            interval = declared if declared and declared > 0 else infer_interval(table)
+            hourly = hourly_means(table, expected_per_hour(interval or float(HOUR_S)))
+            out[key] = block_means(hourly, hours)
+        return out
+
     # --- result ---------------------------------------------------------------------------
 
     def result(self) -> EvaluationResult:

@@ -27,8 +27,6 @@ from labctl.metrics.lineprotocol import FieldValue, Point
 _KEY = r"(?:[^,= \\]|\\[,= ]|\\)+"
 _VALUE = r'"(?:[^"\\]|\\.)*"|[^," ]+'
 _FIELD = re.compile(rf"({_KEY})=({_VALUE})([, ])", re.DOTALL)
-_SERIES_END = re.compile(r"(?<!\\) ")
-_TS = re.compile(r"-?\d+")
 _TAG_SEP = re.compile(r"(?<!\\),")
 _TAG_EQ = re.compile(r"(?<!\\)=")
 _UNESCAPE_KEY = re.compile(r"\\([,= ])")
@@ -44,17 +42,33 @@ class LineParseError(ValueError):
 
 def parse_line(line: str) -> Point:
     """One line (with or without its trailing newline) as a :class:`Point`."""
+    series, fields, ts = split_line(line)
+    measurement, tags = parse_series(series)
+    return Point(measurement, dict(tags), parse_fields(fields), ts)
+
+
+def split_line(line: str) -> tuple[str, str, int]:
+    """A line's series key, its (still escaped) field section and its timestamp in ns."""
     if line.endswith("\n"):
         line = line[:-1]
-    m = _SERIES_END.search(line)
-    if m is None:
-        raise LineParseError(f"no space after the series key: {line[:200]!r}")
-    measurement, tags = parse_series(line[: m.start()])
-    fields, pos = _parse_fields(line, m.end())
-    ts = _TS.fullmatch(line, pos)
-    if ts is None:
-        raise LineParseError(f"bad or missing timestamp at column {pos}: {line[:200]!r}")
-    return Point(measurement, tags, fields, int(ts.group()))
+    # The series key ends at the first space that no backslash escapes.
+    i = line.find(" ")
+    while i > 0 and line[i - 1] == "\\":
+        i = line.find(" ", i + 1)
+    # The timestamp holds no space and nothing follows it: the last space ends the fields.
+    j = line.rfind(" ")
+    if i <= 0 or j <= i:
+        raise LineParseError(f"not series, fields and a timestamp: {line[:200]!r}")
+    ts = line[j + 1 :]
+    if not (ts.isascii() and ts.lstrip("-").isdigit()):
+        raise LineParseError(f"bad timestamp {ts[:40]!r}: {line[:200]!r}")
+    return line[:i], line[i + 1 : j], int(ts)
+
+
+def parse_fields(section: str) -> dict[str, FieldValue]:
+    """``key=value,…`` into typed field values."""
+    fast = _fields_fast(section)
+    return fast if fast is not None else _fields_full(section)
 
 
 @lru_cache(maxsize=4096)
@@ -79,33 +93,60 @@ def parse_series(series: str) -> tuple[str, dict[str, str]]:
     return measurement, tags
 
 
-def _parse_fields(line: str, pos: int) -> tuple[dict[str, FieldValue], int]:
+def _fields_fast(section: str) -> dict[str, FieldValue] | None:
+    """Fields without any backslash, split on commas; None when that could be ambiguous.
+
+    Without a backslash no string value can hold a double quote, so a comma inside a string
+    always leaves a piece whose value opens a quote it does not close: then the full parser
+    decides.
+    """
+    if "\\" in section:
+        return None
+    out: dict[str, FieldValue] = {}
+    for part in section.split(","):
+        key, eq, raw = part.partition("=")
+        if not eq or not key or not raw:
+            return None
+        if raw[0] == '"':
+            if len(raw) < 2 or raw[-1] != '"' or '"' in raw[1:-1]:
+                return None
+            out[key] = raw[1:-1]
+        elif '"' in raw:
+            return None
+        else:
+            out[key] = _value(raw)
+    return out
+
+
+def _fields_full(section: str) -> dict[str, FieldValue]:
     fields: dict[str, FieldValue] = {}
+    text = section + " "
+    pos = 0
     while True:
-        m = _FIELD.match(line, pos)
+        m = _FIELD.match(text, pos)
         if m is None:
-            raise LineParseError(f"bad field at column {pos}: {line[:200]!r}")
+            raise LineParseError(f"bad field at column {pos}: {section[:200]!r}")
         key, raw, sep = m.groups()
-        fields[_UNESCAPE_KEY.sub(r"\1", key)] = _value(raw)
+        if "\\" in key:
+            key = _UNESCAPE_KEY.sub(r"\1", key)
+        fields[key] = _UNESCAPE_STRING.sub(r"\1", raw[1:-1]) if raw[0] == '"' else _value(raw)
         pos = m.end()
         if sep == " ":
-            return fields, pos
+            if pos != len(text):
+                raise LineParseError(f"unexpected text after the fields: {section[:200]!r}")
+            return fields
 
 
 def _value(raw: str) -> FieldValue:
-    if raw[0] == '"':
-        return _UNESCAPE_STRING.sub(r"\1", raw[1:-1])
     last = raw[-1]
-    if last == "i" or last == "u":
-        try:
-            return int(raw[:-1])
-        except ValueError:
-            raise LineParseError(f"bad integer field value {raw!r}") from None
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
     try:
+        if last == "i" or last == "u":
+            return int(raw[:-1])
+        if raw[0] in "tTfF":
+            if raw in _TRUE:
+                return True
+            if raw in _FALSE:
+                return False
         return float(raw)
     except ValueError:
         raise LineParseError(f"bad field value {raw!r}") from None

@@ -8,12 +8,12 @@ saw them). Re-scoring and the report's plots and data-quality figures are built 
 
 from __future__ import annotations
 
-import os
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from labctl.metrics.lineparse import iter_lines, parse_line, parse_series
+from labctl.metrics.lineparse import iter_lines, parse_fields, parse_series, split_line
 from labctl.metrics.spool import Spool, SpoolPosition, segment_name
 
 READ_BYTES = 4 * 1024 * 1024
@@ -85,52 +85,62 @@ def samples(
 ) -> Iterator[Sample]:
     """The run's telemetry samples; other points of the run go into ``others`` if given."""
     for line in read_range(directory, start, end):
-        series = line[: _series_end(line)]
+        series, section, ts_ns = split_line(line)
         measurement, tags = parse_series(series)
         if tags.get("run") != run_id:
             continue
+        fields = parse_fields(section)
         if measurement != "telemetry":
             if others is not None:
-                p = parse_line(line)
-                others.append(OtherPoint(p.measurement, dict(p.tags), dict(p.fields), p.ts_ns))
+                others.append(OtherPoint(measurement, dict(tags), fields, ts_ns))
             continue
-        p = parse_line(line)
-        values: dict[str, float] = {}
-        seq, session = -1, ""
-        for k, v in p.fields.items():
-            if k == "seq" and type(v) is int:
-                seq = v
-            elif k == "session" and isinstance(v, str):
-                session = v
-            elif isinstance(v, int | float) and not isinstance(v, bool):
-                values[k] = float(v)
+        seq = fields.pop("seq", -1)
+        session = fields.pop("session", "")
         yield Sample(
             device=f"{tags.get('vendor', '')}/{tags.get('device', '')}",
-            ts=p.ts_ns / 1e9,
-            values=values,
-            seq=seq,
-            session=session,
+            ts=ts_ns / 1e9,
+            values={k: float(v) for k, v in fields.items() if type(v) is float or type(v) is int},
+            seq=seq if type(seq) is int else -1,
+            session=session if isinstance(session, str) else "",
         )
 
 
-def _series_end(line: str) -> int:
-    i = line.find(" ")
-    while i > 0 and line[i - 1] == "\\":
-        i = line.find(" ", i + 1)
-    if i < 0:
-        raise ReplayError(f"not a line-protocol point: {line[:200]!r}")
-    return i
+def range_checksums(
+    directory: Path, start: tuple[int, int], end: tuple[int, int]
+) -> dict[str, str]:
+    """SHA-256 of a run's own bytes in each spool segment it touches, by segment file name.
 
-
-def segment_status(directory: Path, recorded: dict[str, str]) -> dict[str, str]:
-    """Each recorded segment's state now: ``unchanged``, ``changed`` or ``missing``."""
-    spool = Spool.open_reader(directory) if directory.is_dir() else None
+    Hashing the run's byte range rather than the whole file keeps the checksum valid after
+    later runs append to the same segment (the spool is append-only, so the range never
+    changes unless the data was altered).
+    """
     out: dict[str, str] = {}
-    for name, digest in recorded.items():
-        path = directory / name
-        if spool is None or not path.is_file():
-            out[name] = "missing"
+    for number in range(start[0], end[0] + 1):
+        path = directory / segment_name(number)
+        if not path.is_file():
             continue
-        number = int(os.path.splitext(name)[0])
-        out[name] = "unchanged" if spool.sha256(number) == digest else "changed"
+        lo = start[1] if number == start[0] else 0
+        hi = end[1] if number == end[0] else path.stat().st_size
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            f.seek(lo)
+            remaining = max(0, hi - lo)
+            while remaining:
+                chunk = f.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+        out[path.name] = digest.hexdigest()
     return out
+
+
+def segment_status(
+    directory: Path, recorded: dict[str, str], start: tuple[int, int], end: tuple[int, int]
+) -> dict[str, str]:
+    """Each recorded segment range's state now: ``unchanged``, ``changed`` or ``missing``."""
+    now = range_checksums(directory, start, end) if directory.is_dir() else {}
+    return {
+        name: ("missing" if name not in now else "unchanged" if now[name] == d else "changed")
+        for name, d in recorded.items()
+    }

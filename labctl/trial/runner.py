@@ -30,12 +30,14 @@ from labctl.controller import Controller, ControllerFault
 from labctl.evaluators.base import Evaluator, EvaluatorFactory
 from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.points import RunTags
-from labctl.metrics.spool import Spool, SpoolError, SpoolPosition
+from labctl.metrics.replay import range_checksums
+from labctl.metrics.spool import SpoolError, SpoolPosition
 from labctl.readings import DeviceRef, Reading
 from labctl.rig.directory import DeviceDirectory
 from labctl.rig.reservations import RIG, DeviceBusy, Holder, Reservations
 from labctl.rig.runtime import RigRuntime, open_runtime
 from labctl.rig.simulated import SimulatedRig, SimulatorError
+from labctl.serialio.rig import SerialRig, SerialRigError
 from labctl.store.records import (
     Counters,
     DeviceInRun,
@@ -159,6 +161,7 @@ class TrialRunner:
         self._device_done = 0.0
         self._rate = (time.monotonic(), 0, 0.0)
         self._edge: Edge | None = None
+        self._serial: SerialRig | None = None
         self._t0 = 0.0
 
     def _total_device_time(self) -> float:
@@ -216,6 +219,7 @@ class TrialRunner:
             ControllerFault,
             SpoolError,
             DeviceBusy,
+            SerialRigError,
             OSError,
         ) as eg:
             status = "faulted"
@@ -268,6 +272,11 @@ class TrialRunner:
                         log_file=self.run_dir / "sim.log",
                     )
                     stack.push_async_callback(sim.stop)
+                # Serial devices (configured, and the simulator's ptys) join via accept_local.
+                self._serial = SerialRig(rt.directory, rt.controller.accept_local, self._event)
+                await stack.enter_async_context(
+                    self._serial.running(s.rig.serial, sim.serial_ports if sim else None)
+                )
                 try:
                     evaluation = await self._trial(rt, sim, holder)
                 finally:
@@ -300,7 +309,12 @@ class TrialRunner:
                 directory=str(s.spool_dir),
                 start=(spool_start.segment, spool_start.offset),
                 end=(spool_end.segment, spool_end.offset),
-                segments=await asyncio.to_thread(_checksums, rt.spool, spool_start, spool_end),
+                segments=await asyncio.to_thread(
+                    range_checksums,
+                    s.spool_dir,
+                    (spool_start.segment, spool_start.offset),
+                    (spool_end.segment, spool_end.offset),
+                ),
             ),
             "sinks": outcomes,
             "device_time": self._window_span(),
@@ -449,6 +463,8 @@ class TrialRunner:
             raise Aborted
         if sim is not None:
             sim.check()
+        if self._serial is not None:
+            self._serial.check()
 
     def _set_phase(self, phase: str) -> None:
         self._phase = phase
@@ -503,11 +519,3 @@ class TrialRunner:
                 )
             )
         return out
-
-
-def _checksums(spool: Spool, start: SpoolPosition, end: SpoolPosition) -> dict[str, str]:
-    out = {}
-    for seg in spool.segments():
-        if start.segment <= seg.number <= end.segment:
-            out[seg.path.name] = spool.sha256(seg.number)
-    return out
