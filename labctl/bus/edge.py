@@ -277,13 +277,7 @@ class Edge:
             )
             return
         try:
-            if b'"samples"' in payload:
-                batch = TELEMETRY_BATCH_IN.validate_json(payload)
-                session, samples = batch["session"], batch["samples"]
-            else:
-                one = TELEMETRY_IN.validate_json(payload)
-                session = one["session"]
-                samples = [SampleIn(seq=one["seq"], ts=one["ts"], v=one["v"])]
+            session, samples = _parse_telemetry(payload)
         except ValidationError as exc:
             self._reject(out, msg.topic, ref.vendor, ref.device, _reason(exc), _explain(exc))
             return
@@ -303,6 +297,32 @@ class Edge:
         rec.readings += len(readings)
         rec.last_seen = msg.received_ns / 1e9
         out.readings.extend(readings)
+
+
+def _parse_telemetry(payload: bytes) -> tuple[str, list[SampleIn]]:
+    """A batch or a single sample. The cheap byte test picks the likely form; a channel that
+    happens to be called ``samples`` falls back to the single form. The error reported is the
+    one of the form with fewer problems."""
+    forms = [_batch, _single] if b'"samples"' in payload else [_single, _batch]
+    errors: list[ValidationError] = []
+    for parse in forms:
+        try:
+            return parse(payload)
+        except ValidationError as exc:
+            if exc.errors() and exc.errors()[0]["type"] == "json_invalid":
+                raise
+            errors.append(exc)
+    raise min(errors, key=lambda e: e.error_count())
+
+
+def _batch(payload: bytes) -> tuple[str, list[SampleIn]]:
+    batch = TELEMETRY_BATCH_IN.validate_json(payload)
+    return batch["session"], batch["samples"]
+
+
+def _single(payload: bytes) -> tuple[str, list[SampleIn]]:
+    one = TELEMETRY_IN.validate_json(payload)
+    return one["session"], [SampleIn(seq=one["seq"], ts=one["ts"], v=one["v"])]
 
 
 def _reason(exc: ValidationError) -> str:

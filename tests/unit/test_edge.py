@@ -160,9 +160,25 @@ def test_one_bad_message_does_not_spoil_the_batch(edge: Edge) -> None:
 
 
 def test_lab_reserved_topics_are_not_device_traffic(edge: Edge) -> None:
-    out = edge.process([
-        msg("lab/v1/_ctl/ctl-a/state", {"state": "online", "session": "x"}),
-        msg("lab/v1/_err/acme/manifest", {"reason": "x"}),  # device named 'manifest'
-    ])
+    out = edge.process(
+        [
+            msg("lab/v1/_ctl/ctl-a/state", {"state": "online", "session": "x"}),
+            msg("lab/v1/_err/acme/manifest", {"reason": "x"}),  # device named 'manifest'
+        ]
+    )
     assert out.rejections == [] and out.presence == [] and out.readings == []
     assert edge.counters.rejected_total == 0
+
+
+def test_a_channel_called_samples_is_not_mistaken_for_a_batch() -> None:
+    e = Edge(DeviceDirectory(), MqttSensorDriver())
+    m = manifest(channels=[{"name": "samples", "unit": "1", "rate_hz": 1}])
+    e.process([msg("lab/v1/acme/s1/manifest", m)])
+    one = {"session": "sess1", "seq": 1, "ts": TS, "v": {"samples": 3.0}}
+    out = e.process([msg("lab/v1/acme/s1/telemetry/air", one)])
+    assert not out.rejections, out.rejections
+    assert out.readings[0].values == {"samples": 3.0}
+    # a broken batch still gets the batch's explanation
+    bad = {"session": "sess1", "samples": [{"seq": 1, "ts": TS, "v": {"samples": "x"}}]}
+    [rej] = e.process([msg("lab/v1/acme/s1/telemetry/air", bad)]).rejections
+    assert "samples.0.v.samples" in rej.detail
