@@ -23,4 +23,6 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         pytest.fail(f"cannot start mosquitto for the test: {exc} (scripts/test installs it)")
     yield b
     b.stop()
+
+
 from tests.tsdb import influxd, victoria_metrics  # noqa: E402, F401

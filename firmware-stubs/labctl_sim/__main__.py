@@ -68,11 +68,16 @@ async def _run(rig: Rig) -> None:
               help="Built-in preset name or a .json/.yaml preset file.")
 @click.option("--flush-timeout", default=10.0, show_default=True, type=float,
               help="Seconds to keep delivering buffered samples after SIGTERM.")
+@click.option("--serial-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the stable links of serial simulators (ptys).")
+@click.option("--serial-ports", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the serial ports file (links, drivers, clock) here once they exist.")
 @click.option("--log-level", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def main(
     host: str, port: int, seed: int, speed: float, start: str | None, until: str | None,
-    batch: int, stats_path: Path | None, preset: str, flush_timeout: float, log_level: str,
+    batch: int, stats_path: Path | None, preset: str, flush_timeout: float,
+    serial_dir: Path | None, serial_ports: Path | None, log_level: str,
 ) -> None:
     """Run the simulated devices of a rig over MQTT (labctl/1) until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,7 +92,7 @@ def main(
     )
     config = RigConfig(
         host=host, port=port, start=start_ts, seed=seed, speed=speed, until_s=until_s,
-        preset=rig_preset, stats_path=stats_path,
+        preset=rig_preset, stats_path=stats_path, serial_dir=serial_dir, serial_ports=serial_ports,
         device=DeviceOptions(batch=batch, flush_timeout_s=flush_timeout),
     )
     rig = Rig(config, on_event=_print_event)

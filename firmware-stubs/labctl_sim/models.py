@@ -67,6 +67,26 @@ class OpticalParams(_Params):
 ErrorParams = Annotated[ReferenceParams | OpticalParams, Field(discriminator="kind")]
 
 
+class SerialFault(_Params):
+    """A fault a serial simulator injects at a device time (seconds after the rig starts)."""
+
+    at_s: float = Field(ge=0)
+    kind: Literal["garbage", "bad_checksum", "truncated", "silence", "unplug"]
+    count: int = Field(default=1, ge=1)
+    """Bytes of garbage, or frames sent with a bad checksum / cut short."""
+    for_s: float = Field(default=0.0, ge=0)
+    """How long a silence or an unplug lasts, in device seconds."""
+
+
+class SerialSim(_Params):
+    """Makes a device a serial sensor on a pty instead of an MQTT device."""
+
+    protocol: Literal["pms5003", "sds011"]
+    polled: bool = False
+    """The controller should poll it (PMS5003 passive / SDS011 query mode)."""
+    faults: tuple[SerialFault, ...] = ()
+
+
 class DeviceSpec(_Params):
     """One simulated device of a rig: identity, sampling and error model."""
 
@@ -81,6 +101,8 @@ class DeviceSpec(_Params):
     rate_hz: float = Field(default=1 / 60, gt=0, le=1000)
     clock_offset_s: float = 0.0
     """Skew of the device clock: added to every timestamp it reports."""
+    uart: SerialSim | None = None
+    """Set for a serial sensor (a pty the controller opens) instead of an MQTT device."""
 
     @property
     def key(self) -> str:
@@ -149,9 +171,48 @@ def pm25_collocation() -> RigPreset:
     )
 
 
+def pm25_serial() -> RigPreset:
+    """The reference, one MQTT candidate and two serial candidates (``pm25-serial``).
+
+    The PMS5003 reports by itself and suffers line noise and a one-hour unplug; the SDS011 is
+    polled and goes silent for half an hour. Both are judged beside the MQTT devices.
+    """
+    base = pm25_collocation().devices
+    return RigPreset(
+        name="pm25-serial",
+        devices=(
+            base[0],
+            base[1],
+            DeviceSpec(
+                vendor="plantower", id="pms5003-0001", model="PMS5003", serial="PMS-0001",
+                role="dut",
+                error=OpticalParams(gain=1.1, offset=0.5, kappa=0.05, noise_sd=0.8),
+                uart=SerialSim(
+                    protocol="pms5003",
+                    faults=(
+                        SerialFault(at_s=2 * 3600, kind="garbage", count=40),
+                        SerialFault(at_s=3 * 3600, kind="bad_checksum", count=3),
+                        SerialFault(at_s=4 * 3600, kind="truncated", count=2),
+                        SerialFault(at_s=12 * 3600, kind="unplug", for_s=3600),
+                    ),
+                ),
+            ),
+            DeviceSpec(
+                vendor="nova", id="sds011-0001", model="SDS011", serial="SDS-0001", role="dut",
+                error=OpticalParams(gain=0.95, offset=1.0, kappa=0.08, noise_sd=0.7),
+                uart=SerialSim(
+                    protocol="sds011",
+                    polled=True,
+                    faults=(SerialFault(at_s=6 * 3600, kind="silence", for_s=1800),),
+                ),
+            ),
+        ),
+    )
+
+
 def builtin_presets() -> dict[str, RigPreset]:
     """The presets shipped with the simulator, by name (a fresh dict on every call)."""
-    return {p.name: p for p in (pm25_collocation(),)}
+    return {p.name: p for p in (pm25_collocation(), pm25_serial())}
 
 
 def load_preset(name_or_path: str) -> RigPreset:

@@ -7,12 +7,14 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl_sim.device import DeviceClock, DeviceEvent, DeviceOptions, Endpoint, SimDevice
 from labctl_sim.models import RigPreset, pm25_collocation
+from labctl_sim.serial_device import SerialSimDevice, link_name
 from labctl_sim.world import World
 
 DEFAULT_SPAN_S = 30 * 86400.0
@@ -37,6 +39,10 @@ class RigConfig:
     stats_path: Path | None = None
     device: DeviceOptions = field(default_factory=DeviceOptions)
     """Options shared by every device (its ``until_s`` is overridden by ``until_s`` above)."""
+    serial_dir: Path | None = None
+    """Where serial simulators keep their stable links (needed when the preset has any)."""
+    serial_ports: Path | None = None
+    """Where to write the ports file (links, drivers, clock) once the ptys exist."""
 
 
 class Rig:
@@ -53,6 +59,7 @@ class Rig:
         span = (config.until_s or DEFAULT_SPAN_S) + _SPAN_MARGIN_S
         self.world = World(config.seed, config.start, span, config.preset.world)
         self.devices: list[SimDevice] = []
+        self.serial_devices: list[SerialSimDevice] = []
         self._on_event = on_event
 
     async def run(self, stop: asyncio.Event) -> dict[str, dict[str, object]]:
@@ -67,15 +74,35 @@ class Rig:
         self.devices = [
             SimDevice(spec, self.world, clock, endpoint, options, self._on_event)
             for spec in cfg.preset.devices
+            if spec.uart is None
         ]
+        self.serial_devices = self._serial_devices(clock)
         try:
+            for sd in self.serial_devices:
+                sd.plug()
+            if cfg.serial_ports is not None:
+                await asyncio.to_thread(
+                    write_json, cfg.serial_ports, serial_ports(clock, self.serial_devices)
+                )
             async with asyncio.TaskGroup() as tg:
                 for device in self.devices:
                     tg.create_task(device.run(stop), name=device.key)
+                for sd in self.serial_devices:
+                    tg.create_task(sd.run(stop), name=sd.key)
         finally:
             if cfg.stats_path is not None:
                 await asyncio.to_thread(write_stats, cfg.stats_path, self.stats())
         return self.stats()
+
+    def _serial_devices(self, clock: DeviceClock) -> list[SerialSimDevice]:
+        specs = [s for s in self.config.preset.devices if s.uart is not None]
+        if specs and self.config.serial_dir is None:
+            raise ValueError("the preset has serial devices: give a directory for their ptys")
+        return [
+            SerialSimDevice(s, self.world, clock, self.config.serial_dir / link_name(s))
+            for s in specs
+            if self.config.serial_dir is not None
+        ]
 
     def stats(self) -> dict[str, dict[str, object]]:
         """Per device key: sessions (first_seq, last_seq, count), published, produced, …"""
@@ -83,16 +110,61 @@ class Rig:
         for d in self.devices:
             d.stats.unsent = d.buffered
             out[d.key] = d.stats.as_dict()
+        for sd in self.serial_devices:
+            out[sd.key] = sd.stats.as_dict()
         return out
+
+
+def serial_ports(clock: DeviceClock, devices: list[SerialSimDevice]) -> dict[str, object]:
+    """What the controller needs to open the serial simulators: stable links, drivers, driver
+    options, identities, and the device clock (to stamp readings in accelerated time)."""
+    wall_t0 = time.time() - (time.monotonic() - clock.t0)
+    out = []
+    for d in devices:
+        s, ser = d.spec, d.spec.uart
+        assert ser is not None
+        period = d.model.period
+        if ser.protocol == "pms5003":
+            options: dict[str, object] = (
+                {"mode": "passive", "poll_interval_s": period}
+                if ser.polled
+                else {"mode": "active", "rate_hz": s.rate_hz}
+            )
+        else:
+            options = (
+                {"mode": "query", "poll_interval_s": period}
+                if ser.polled
+                else {"mode": "active", "working_period_min": min(30, round(period / 60))}
+            )
+        out.append(
+            {
+                "vendor": s.vendor,
+                "id": s.id,
+                "model": s.model,
+                "serial": s.serial,
+                "path": str(d.link.link),
+                "driver": ser.protocol,
+                "options": options,
+            }
+        )
+    return {
+        "clock": {"start": clock.start, "speed": clock.speed, "wall_t0": wall_t0},
+        "devices": out,
+    }
 
 
 def write_stats(path: Path, stats: dict[str, dict[str, object]]) -> None:
     """Write ``stats`` as JSON atomically (temporary file, fsync, rename)."""
+    write_json(path, stats)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write ``data`` as JSON atomically (temporary file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(stats, f, indent=2, sort_keys=True)
+            json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

@@ -32,6 +32,8 @@ class SimulatedRig:
         self.stats_file = stats_file
         self.until_s = until_s
         self.log_file = log_file
+        self.serial_ports = log_file.parent / "sim-serial.json"
+        """Written by the simulator once its serial ptys exist (see ``labctl.serialio.rig``)."""
         self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -60,6 +62,10 @@ class SimulatedRig:
             f"{int(self.until_s)}s",
             "--stats",
             str(self.stats_file),
+            "--serial-dir",
+            str(self.log_file.parent / "serial"),
+            "--serial-ports",
+            str(self.serial_ports),
         ]
         with self.log_file.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(

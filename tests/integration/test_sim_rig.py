@@ -60,7 +60,10 @@ class Subscriber:
         # Clean start off from the very first connect: Mosquitto saves a session in its
         # persistence file (across its own restart) only if the client connected without it.
         self.client.connect(
-            broker.host, broker.port, keepalive=5, properties=props,
+            broker.host,
+            broker.port,
+            keepalive=5,
+            properties=props,
             clean_start=not persistent,
         )
         self.client.loop_start()
@@ -120,10 +123,27 @@ class Sim:
     def __init__(self, broker: PrivateBroker, stats: Path, *args: str) -> None:
         self.stats = stats
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labctl_sim", "--host", broker.host, "--port",
-             str(broker.port), "--seed", "42", "--start", START_ISO, "--stats", str(stats),
-             "--flush-timeout", "5", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "labctl_sim",
+                "--host",
+                broker.host,
+                "--port",
+                str(broker.port),
+                "--seed",
+                "42",
+                "--start",
+                START_ISO,
+                "--stats",
+                str(stats),
+                "--flush-timeout",
+                "5",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -254,7 +274,7 @@ def test_rig_delivers_every_sample_exactly_once(
         assert dev["dropped"] == 0
         assert set(received) == _published_keys(dev)
         # Timestamps come from the device clock: sample k at start + k·60 s (+ its offset).
-        for (session, seq) in list(received)[:50]:
+        for session, seq in list(received)[:50]:
             ts = sub.timestamps[(key, session, seq)]
             assert ts == pytest.approx(START + 60 * seq + OFFSETS[key], abs=1e-3)
 
