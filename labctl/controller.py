@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -76,6 +77,9 @@ class Controller:
         ]
         self.last_batch_at = time.monotonic()
         self.fault: str | None = None
+        self.run_counts: Counter[str] = Counter()
+        """Readings spooled per run tag: counted where the tag is decided, so a run's
+        record and its points in the spool and TSDB agree exactly."""
         self._stop_sinks = asyncio.Event()
 
     async def ingest(self) -> None:
@@ -103,6 +107,12 @@ class Controller:
 
     async def _durable(self, result: EdgeResult) -> None:
         now_ns = time.time_ns()
+        last = None
+        run = ""
+        for r in result.readings:
+            if r.device is not last:  # readings of one message share their DeviceRef
+                last, run = r.device, self.encoder.run_of(r.device).run
+            self.run_counts[run] += 1
         text = self.encoder.readings(result.readings)
         if result.rejections:
             text += self.encoder.rejections(result.rejections, now_ns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +62,17 @@ class LabCA:
         return self.directory / "ca.crt"
 
 
-def ensure_ca(directory: Path, common_name: str = "labctl lab CA") -> LabCA:
-    """Load the CA in ``directory``, creating it on first use."""
+def ensure_ca(directory: Path, common_name: str | None = None) -> LabCA:
+    """Load the CA in ``directory``, creating it on first use (its CN gets a random suffix,
+    so two labs' CAs never share an issuer name)."""
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     if cert_path.exists() != key_path.exists():
         raise PkiError(f"{directory} holds only half of a CA (ca.crt and ca.key go together)")
     if cert_path.exists():
         return load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cn = common_name or f"labctl lab CA {secrets.token_hex(4)}"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -125,7 +128,9 @@ def issue_server_cert(ca: LabCA, names: Sequence[str], directory: Path) -> Issue
 def issue_client_cert(ca: LabCA, vendor: str, directory: Path, days: int) -> IssuedCert:
     """A client certificate with CN ``vendor``, written to ``directory/{vendor}.crt``,
     ``{vendor}.key`` and a copy of the CA certificate ``ca.crt`` (the bundle a vendor needs)."""
-    paths = CertPaths(directory / f"{vendor}.crt", directory / f"{vendor}.key", directory / "ca.crt")
+    paths = CertPaths(
+        directory / f"{vendor}.crt", directory / f"{vendor}.key", directory / "ca.crt"
+    )
     issued = _issue(
         ca,
         common_name=vendor,

@@ -286,6 +286,12 @@ class TrialRunner:
             rt.controller.listeners.remove(self._router)
             if sys.exc_info()[0] is not None:  # a failed run must not keep its devices
                 await asyncio.shield(rt.reservations.release(self.run_id))
+        # From here on, new readings are no longer this run's: release the devices (and, for
+        # a run-owned runtime, stop tagging by default), then count what the run got.
+        await rt.reservations.release(self.run_id)
+        if rt.reservations.default.run == self.run_id:
+            rt.reservations.default = Holder("", "")
+        readings = rt.controller.run_counts.pop(self.run_id, 0)
         now = time.time_ns()
         roles = {x.ref.key: x.role for x in self._selected}
         end_text = rt.encoder.verdict(evaluation, roles, now, tags)
@@ -294,13 +300,12 @@ class TrialRunner:
         )
         await rt.controller.append_points(end_text)
         spool_end = rt.spool.position()
-        await rt.reservations.release(self.run_id)
         self._set_phase("draining to TSDB")
         outcomes = await self._drain(rt.controller, spool_end)
         extras: dict[str, object] = {
             "devices": self._devices(rt.directory),
             "counters": Counters(
-                readings=self._router.readings,
+                readings=readings,
                 readings_evaluated=self._router.evaluated,
                 duplicates=rt.edge.counters.duplicates,
                 rejected=dict(rt.edge.counters.rejected),
