@@ -131,6 +131,8 @@ class Controller:
                 # Not acknowledged: the broker keeps these messages for the next session.
                 self.fault = f"cannot write the spool: {exc}"
                 raise ControllerFault(self.fault) from exc
+            for d in self.drainers:
+                d.notify()
 
     def _notify(self, result: EdgeResult) -> None:
         for listener in self.listeners:

@@ -289,6 +289,7 @@ class SpoolDrainer:
         self.name = name
         self.batch_bytes = batch_bytes or writer.endpoint.batch_bytes
         self.poll_interval_s = poll_interval_s
+        self._new_data = asyncio.Event()
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.rejected_dir = spool_reader.directory / "rejected"
@@ -446,9 +447,16 @@ class SpoolDrainer:
                     continue
                 backoff = self.backoff_initial_s
                 if n == 0:
-                    await _wait(stop, self.poll_interval_s)
+                    # Sleep until the writer says there is more (or the poll interval passes).
+                    self._new_data.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._new_data.wait(), self.poll_interval_s)
         finally:
             self._running = False
+
+    def notify(self) -> None:
+        """The spool grew: wake the drain loop now rather than at its next poll."""
+        self._new_data.set()
 
     def _note_failure(self, exc: WriteError, delay: float) -> None:
         self._retries += 1

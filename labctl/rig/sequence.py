@@ -54,7 +54,17 @@ class SequenceTracker:
             if len(self._sessions) >= self._max_sessions:
                 del self._sessions[next(iter(self._sessions))]
             s = self._sessions[session] = _SessionSeq()
-        seen, low, fresh = s.seen, s.low, []
+        seen, low = s.seen, s.low
+        seqs = [sample["seq"] for sample in samples]
+        lo = min(seqs)
+        if lo > low and seen.isdisjoint(seqs) and len(set(seqs)) == len(seqs):
+            # The common case, done in C: nothing seen before, nothing repeated.
+            seen.update(seqs)
+            s.high = max(s.high, max(seqs))
+            s.count += len(samples)
+            self._prune(s)
+            return samples
+        fresh = []
         for sample in samples:
             q = sample["seq"]
             if q > low and q not in seen:
@@ -63,11 +73,14 @@ class SequenceTracker:
                 if q > s.high:
                     s.high = q
         s.count += len(fresh)
-        if len(seen) > 2 * self._window:
-            cut = s.high - self._window
-            s.seen = {q for q in seen if q > cut}
-            s.low = max(s.low, cut)
+        self._prune(s)
         return fresh
+
+    def _prune(self, s: _SessionSeq) -> None:
+        if len(s.seen) > 2 * self._window:
+            cut = s.high - self._window
+            s.seen = {q for q in s.seen if q > cut}
+            s.low = max(s.low, cut)
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Per session: (samples accepted, samples missing between the first and last seq)."""
