@@ -27,6 +27,7 @@ from labctl.protocol import topics
 from labctl.readings import DeviceRef
 from labctl.rig.directory import DeviceDirectory
 from labctl.rig.reservations import Reservations
+from labctl.serialio.rig import SerialRig
 
 
 @dataclass
@@ -44,6 +45,8 @@ class RigRuntime:
     commands: CommandClient
     reservations: Reservations
     encoder: PointEncoder
+    serial: SerialRig | None = None
+    """The rig's configured serial devices, open for the runtime's whole life."""
     events: list[Callable[[EdgeResult], None]] = field(default_factory=list)
 
     def role_of(self, ref: DeviceRef) -> str:
@@ -110,6 +113,11 @@ async def open_runtime(
             s, host, port, spool, directory, edge, bus, controller, commands, reservations, encoder
         )
         rt_holder.append(rt)
+        if s.rig.serial:
+            # Real serial devices belong to the rig, not to a run: under `labctl serve` they
+            # are read (and listed) between runs too.
+            rt.serial = SerialRig(directory, controller.accept_local)
+            await stack.enter_async_context(rt.serial.running(s.rig.serial))
         async with asyncio.TaskGroup() as tg:
             ingest = tg.create_task(controller.ingest())
             replies = tg.create_task(controller.error_replies())

@@ -162,6 +162,7 @@ class TrialRunner:
         self._rate = (time.monotonic(), 0, 0.0)
         self._edge: Edge | None = None
         self._serial: SerialRig | None = None
+        self._rt: RigRuntime | None = None
         self._t0 = 0.0
 
     def _total_device_time(self) -> float:
@@ -252,6 +253,7 @@ class TrialRunner:
 
     async def _on_runtime(self, rt: RigRuntime) -> tuple[EvaluationResult, dict[str, object]]:
         s = self.settings
+        self._rt = rt
         self._edge = rt.edge
         tags = RunTags(self.run_id, self.spec.trial)
         holder = Holder(self.run_id, self.spec.trial)
@@ -272,11 +274,11 @@ class TrialRunner:
                         log_file=self.run_dir / "sim.log",
                     )
                     stack.push_async_callback(sim.stop)
-                # Serial devices (configured, and the simulator's ptys) join via accept_local.
-                self._serial = SerialRig(rt.directory, rt.controller.accept_local, self._event)
-                await stack.enter_async_context(
-                    self._serial.running(s.rig.serial, sim.serial_ports if sim else None)
-                )
+                if sim is not None:
+                    # The simulator's serial ptys live and die with it; configured serial
+                    # devices are the runtime's (see open_runtime). Both join via accept_local.
+                    self._serial = SerialRig(rt.directory, rt.controller.accept_local, self._event)
+                    await stack.enter_async_context(self._serial.running([], sim.serial_ports))
                 try:
                     evaluation = await self._trial(rt, sim, holder)
                 finally:
@@ -470,6 +472,8 @@ class TrialRunner:
             sim.check()
         if self._serial is not None:
             self._serial.check()
+        if self._rt is not None and self._rt.serial is not None:
+            self._rt.serial.check()
 
     def _set_phase(self, phase: str) -> None:
         self._phase = phase

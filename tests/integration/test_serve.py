@@ -3,6 +3,7 @@ registry, quarantine of malformed manifests, floods, reservations between runs."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -30,7 +31,13 @@ CTL = "ctl-serve-test"
 class Served:
     """A ``labctl serve`` subprocess with its own data dir and config."""
 
-    def __init__(self, root: Path, broker: PrivateBroker, speed: float = 300_000) -> None:
+    def __init__(
+        self,
+        root: Path,
+        broker: PrivateBroker,
+        speed: float = 300_000,
+        serial: list[dict[str, object]] | None = None,
+    ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.data = root / "data"
@@ -41,7 +48,11 @@ class Served:
                     "data_dir": str(self.data),
                     "controller": CTL,
                     "broker": {"mode": "external", "host": broker.host, "port": broker.port},
-                    "rig": {"preflight_timeout_s": 10, "sim": {"speed": speed}},
+                    "rig": {
+                        "preflight_timeout_s": 10,
+                        "sim": {"speed": speed},
+                        "serial": serial or [],
+                    },
                 }
             )
         )
@@ -206,10 +217,11 @@ def test_malformed_manifests_quarantine_and_the_controller_keeps_running(
     dev.loop_stop()
 
 
+@pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
 def test_floods_and_absurd_timestamps_are_dropped_with_memory_bounded(
-    served: Served, broker: PrivateBroker
+    served: Served, broker: PrivateBroker, v5: bool
 ) -> None:
-    dev = client(broker, "acme-d1")
+    dev = client(broker, "acme-d1", v5)
     dev.publish("lab/v1/acme/d1/manifest", orjson.dumps(MANIFEST), qos=1, retain=True)
     dev.publish("lab/v1/acme/d1/state", b'{"state":"online","session":"s1"}', qos=1)
     wait_until(lambda: "acme/d1" in served.devices(), what="d1")
@@ -235,8 +247,9 @@ def test_floods_and_absurd_timestamps_are_dropped_with_memory_bounded(
     dev.loop_stop()
 
 
+@pytest.mark.parametrize("v5", [True, False], ids=["mqtt5", "mqtt311"])
 def test_takeover_last_will_does_not_mark_the_new_session_offline(
-    served: Served, broker: PrivateBroker
+    served: Served, broker: PrivateBroker, v5: bool
 ) -> None:
     def device(session: str) -> paho.Client:
         # No auto-reconnect: a kicked-out client that reconnects would take the id back, and
@@ -244,7 +257,7 @@ def test_takeover_last_will_does_not_mark_the_new_session_offline(
         c = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id="acme-d1",
-            protocol=paho.MQTTv311,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             reconnect_on_failure=False,
         )
         c.will_set(
@@ -343,3 +356,33 @@ def test_api_needs_the_token(served: Served) -> None:
         == 401
     )
     assert oct((served.data / "serve.json").stat().st_mode & 0o777) == "0o600"
+
+
+async def test_configured_serial_devices_are_read_between_runs(
+    tmp_path: Path, broker: PrivateBroker
+) -> None:
+    from tests.integration.test_serial_pty import _bench
+
+    async with _bench(tmp_path / "pty", "pms5003") as bench:
+        cfg: dict[str, object] = {
+            "path": bench.path,
+            "driver": "pms5003",
+            "vendor": "acme",
+            "id": "pms-1",
+            "model": "PMS5003",
+            "serial": "S1",
+        }
+        served = await asyncio.to_thread(Served, tmp_path / "srv", broker, 300_000, [cfg])
+        try:
+            deadline = time.monotonic() + 20
+            dev: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                dev = (await asyncio.to_thread(served.devices)).get("acme/pms-1", {})
+                if dev.get("state") == "online" and dev.get("readings", 0) >= 3:
+                    break
+                await asyncio.sleep(0.3)
+            assert dev.get("state") == "online", dev
+            assert dev["readings"] >= 3 and dev["model"] == "PMS5003"
+            assert "pm25" in dev["channels"]
+        finally:
+            await asyncio.to_thread(served.stop)

@@ -25,7 +25,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 @settings(max_examples=300, deadline=None)
 @given(
-    values=st.dictionaries(channel, finite, min_size=1, max_size=5),
+    values=st.dictionaries(channel, finite, min_size=1, max_size=8),
     sess=session,
     seq=st.integers(0, 2**63 - 1),
     ts=st.floats(946_684_800, 4_102_444_800),
