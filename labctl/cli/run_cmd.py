@@ -105,18 +105,20 @@ def _finish(
     s: Settings | None = None,
 ) -> None:
     out = console()
-    report = _after_run_report(record, s) if s is not None else None
+    # The verdict first: the report (a few seconds of plotting) comes after it.
     if as_json:
         echo_json(record.model_dump_json(indent=2))
-        if report is not None:
-            click.echo(f"report {report}", err=True)
     else:
         print_record(out, record)
         out.print(f"\nrun id   {record.id}")
         out.print(f"spool    {record.spool.directory if record.spool else spool}")
         out.print(f"run data {run_dir}")
         out.print(f"records  {store}  (labctl runs show {record.id})")
-        if report is not None:
+    report = _after_run_report(record, s) if s is not None else None
+    if report is not None:
+        if as_json:
+            click.echo(f"report {report}", err=True)
+        else:
             out.print(f"report   {report}")
     sys.exit(record.exit_code)
 
