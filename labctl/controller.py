@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from labctl.bus.edge import Edge, EdgeResult, Rejection, error_payload
 from labctl.bus.mqtt import MqttBus
+from labctl.metrics.drain_thread import ThreadedDrainer
 from labctl.metrics.influx import InfluxEndpoint, InfluxWriter, SpoolDrainer
 from labctl.metrics.points import PointEncoder
 from labctl.metrics.spool import OffsetStore, Spool, SpoolError, SpoolPosition
@@ -73,7 +74,8 @@ class Controller:
         self.replies = ErrorReplies()
         self._err_queue: asyncio.Queue[Rejection] = asyncio.Queue(maxsize=1000)
         self.drainers = [
-            SpoolDrainer(spool, offsets, InfluxWriter(ep), ep.name) for ep in endpoints
+            ThreadedDrainer(SpoolDrainer(spool, offsets, InfluxWriter(ep), ep.name))
+            for ep in endpoints
         ]
         self.last_batch_at = time.monotonic()
         self.fault: str | None = None
@@ -163,10 +165,13 @@ class Controller:
                 )
 
     async def sinks(self) -> None:
-        """Run every TSDB drainer until :meth:`stop_sinks`."""
-        async with asyncio.TaskGroup() as tg:
-            for d in self.drainers:
-                tg.create_task(d.run(self._stop_sinks))
+        """Run every TSDB drainer (each on its own thread) until :meth:`stop_sinks`."""
+        for d in self.drainers:
+            d.start()
+        try:
+            await self._stop_sinks.wait()
+        finally:
+            await asyncio.gather(*(d.stop() for d in self.drainers))
 
     def stop_sinks(self) -> None:
         """Ask the drainers to stop after their current batch."""

@@ -102,7 +102,8 @@ def _ident(min_size: int = 0) -> st.SearchStrategy[str]:
 
 
 _POINT = st.tuples(
-    _ident(1).filter(lambda s: s[0] not in "#\t\x00"),  # measurement (see lineprotocol)
+    # measurement (see lineprotocol: no leading #/tab/NUL, no backslash)
+    _ident(1).filter(lambda s: s[0] not in "#\t\x00" and "\\" not in s),
     _ident(),  # tag key suffix
     _ident(1),  # tag value
     _ident(),  # field key suffix
