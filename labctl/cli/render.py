@@ -90,7 +90,9 @@ def print_record(console: Console, rec: RunRecord) -> None:
         else:
             console.print("No limitation found in the condition breakdown.")
         for g in rec.evaluation.groups:
-            figures = ", ".join(f"{m.name} {fmt(m.value)}{m.unit}" for m in g.metrics)
+            figures = ", ".join(
+                f"{m.name} {fmt(m.value)}{' ' + m.unit if m.unit else ''}" for m in g.metrics
+            )
             console.print(f"Precision across {g.group} ({len(g.members)} units): {figures}")
     c = rec.counters
     rejected = sum(c.rejected.values())
