@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from labctl.metrics.influx import InfluxEndpoint
 from labctl.security.settings import LabBrokerSettings
+from labctl.serve.dashboard.settings import DashboardSettings
 
 
 class BrokerSettings(BaseModel):
@@ -143,6 +144,8 @@ class Settings(BaseSettings):
     report: ReportSettings = Field(default_factory=ReportSettings)
     lab_broker: LabBrokerSettings = Field(default_factory=LabBrokerSettings)
     """The lab's production Mosquitto (``labctl broker config``, ``labctl vendor``)."""
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    """The read-only web dashboard of ``labctl serve`` (who may sign in)."""
 
     @classmethod
     def settings_customise_sources(

@@ -41,7 +41,7 @@ def parse_http(text: str) -> tuple[str, int]:
     "http",
     default="127.0.0.1:8470",
     show_default=True,
-    help="Where the controller's API (and later the dashboard) listens.",
+    help="Where the controller's API and the dashboard (/dashboard/) listen.",
 )
 def serve(http: str) -> None:
     """Run the controller for the configured rig until SIGTERM or Ctrl-C.

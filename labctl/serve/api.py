@@ -1,7 +1,7 @@
 """The controller's HTTP API (JSON). Every route needs the bearer token from ``serve.json``.
 
-The department dashboard (read-only pages) will be served by the same app with its own
-sign-in; this API is the control surface for the local CLI.
+The department dashboard (read-only pages under ``/dashboard``, ``labctl.serve.dashboard``) is
+served by the same app with its own sign-in; this API is the control surface for the local CLI.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ def create_app(service: ControllerService, token: str) -> FastAPI:
             raise HTTPException(401, "missing or wrong token (see serve.json in the data dir)")
 
     auth = [Depends(authorised)]
+
+    if service.settings.dashboard.enabled:
+        from labctl.serve.dashboard.app import mount_dashboard
+
+        mount_dashboard(app, service)
 
     @app.get("/api/health", dependencies=auth)
     async def health() -> dict[str, object]:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -52,6 +53,8 @@ class ControllerService:
         self.stopping = asyncio.Event()
         self._dirty: set[DeviceRef] = set()
         self.started_at = time.time()
+        self.observers: list[Callable[[EdgeResult], None]] = []
+        """Called with every durable edge result (the live dashboard); must be cheap."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -86,6 +89,8 @@ class ControllerService:
                 self.rt = None
 
     def _on_result(self, result: EdgeResult) -> None:
+        for observer in self.observers:
+            observer(result)
         for p in result.presence:
             self._dirty.add(p.device)
         for rej in result.rejections:

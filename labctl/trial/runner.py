@@ -165,6 +165,12 @@ class TrialRunner:
         self._rt: RigRuntime | None = None
         self._t0 = 0.0
 
+    def current_evaluation(self) -> EvaluationResult | None:
+        """The evaluator's answer on the data measured so far (for live views); None before
+        measuring starts. Costs a full evaluation: callers throttle it."""
+        evaluator = self._router.evaluator
+        return evaluator.result() if evaluator is not None else None
+
     def _total_device_time(self) -> float:
         if self.spec.phases is None:
             return self.spec.duration
