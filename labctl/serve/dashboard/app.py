@@ -220,6 +220,10 @@ async def _stream(
                 d.model_dump(exclude={"manifest", "last_errors", "session"})
                 for d in hub.devices(s.scope)
             ]
+            # the device list is cached briefly: when it predates the newest change, push
+            # again after the throttle rather than only at the next change or keepalive
+            seq = min(seq, hub.devices_seq)
+            data["seq"] = seq
         cursor = seq
         yield b"id: %d\nevent: update\ndata: %s\n\n" % (seq, orjson.dumps(data))
         if await request.is_disconnected():

@@ -99,7 +99,8 @@ class LiveHub:
         self._tick = asyncio.Event()
         self._charts: dict[str, RunCharts] = {}
         self._evals: dict[str, _Eval] = {}
-        self._devices: tuple[float, list[DeviceView]] = (0.0, [])
+        self._devices: tuple[float, int, list[DeviceView]] = (0.0, 0, [])
+        """(monotonic time, ``seq`` it reflects, views) of the cached device list."""
 
     # -- input -----------------------------------------------------------------------------
 
@@ -107,7 +108,7 @@ class LiveHub:
         """A durable batch arrived: fold readings into charts, wake the connections."""
         self.seq += 1
         if result.presence or result.rejections:
-            self._devices = (0.0, [])
+            self._devices = (0.0, 0, [])
         last: DeviceRef | None = None
         charts: RunCharts | None = None
         for r in result.readings:
@@ -152,11 +153,17 @@ class LiveHub:
 
     def devices(self, scope: Scope) -> list[DeviceView]:
         """The devices this user may see (cached briefly: many connections, one query)."""
-        at, views = self._devices
+        at, _, views = self._devices
         if time.monotonic() - at > DEVICES_CACHE_S:
             views = self.service.devices()
-            self._devices = (time.monotonic(), views)
+            self._devices = (time.monotonic(), self.seq, views)
         return [d for d in views if scope.sees_vendor(d.vendor)]
+
+    @property
+    def devices_seq(self) -> int:
+        """The ``seq`` the cached device list reflects (older than :attr:`seq` when a reading
+        arrived after it was taken: its ``last_seen`` and counts are then behind)."""
+        return self._devices[1]
 
     def run_devices(self, run_id: str) -> list[DeviceView]:
         """The devices a hosted run holds (or held, from its record once it ended)."""
