@@ -126,6 +126,18 @@ def encode_line(prefix: str, fields: Mapping[str, FieldValue], ts_ns: int) -> st
     return f"{prefix} {','.join(out)} {int(ts_ns)}\n"
 
 
+def field_key(key: str) -> str:
+    """A field key checked and escaped as :func:`encode_line` writes it (for callers that
+    format lines themselves on a hot path and cache the result)."""
+    _check_field_key(key)
+    return _escape_key(key)
+
+
+def string_value(key: str, value: str) -> str:
+    """A string field's value escaped as :func:`encode_line` writes it, without the quotes."""
+    return _string_field(key, value)[1:-1]
+
+
 def _escape_key(s: str) -> str:
     # Backslash first would double the escapes we add; InfluxDB does not unescape "\\" in keys.
     return s.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")

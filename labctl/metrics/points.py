@@ -19,14 +19,8 @@ from dataclasses import dataclass, field
 
 from labctl.bus.edge import Rejection
 from labctl.evaluators.result import EvaluationResult
-from labctl.metrics.lineprotocol import encode_line, encode_prefix
+from labctl.metrics.lineprotocol import encode_line, encode_prefix, field_key, string_value
 from labctl.readings import DeviceRef, Reading
-
-
-def _key(name: str) -> str:
-    """``name=`` as line protocol writes a field key (checked and escaped by encode_line)."""
-    return encode_line("m", {name: 0.0}, 0)[2:].split("=", 1)[0] + "="
-
 
 # Line formatters for 1–6 fields as compiled f-strings (about twice as fast as str.format,
 # which re-parses its template on every call). Written out, not generated: no eval.
@@ -144,11 +138,11 @@ class PointEncoder:
         if found is None:
             if len(self._keys) > 10_000:
                 self._keys.clear()
-            found = self._keys[name] = _key(name)
+            found = self._keys[name] = field_key(name) + "="
         return found
 
     def _session(self, session: str) -> str:
-        escaped = encode_line("m", {"s": session}, 0)[5:-4]  # the quoted value, unquoted
+        escaped = string_value("session", session)
         if len(self._sessions) > 10_000:
             self._sessions.clear()
         self._sessions[session] = escaped
