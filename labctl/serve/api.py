@@ -54,6 +54,7 @@ class RunStatus(BaseModel):
 
 def create_app(service: ControllerService, token: str) -> FastAPI:
     """The API bound to one running controller."""
+    evaluators = evaluator_registry()  # entry points are read once, not per request
     app = FastAPI(title="labctl controller", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -113,10 +114,10 @@ def create_app(service: ControllerService, token: str) -> FastAPI:
     @app.post("/api/runs", dependencies=auth)
     async def start(req: RunRequest) -> RunStatus:
         try:
-            loaded = check_spec(Path(req.spec_path), evaluator_registry())
+            loaded = check_spec(Path(req.spec_path), evaluators)
         except SpecError as exc:
             raise HTTPException(400, str(exc)) from exc
-        factory = evaluator_registry().get(loaded.spec.kind)
+        factory = evaluators.get(loaded.spec.kind)
         hosted = service.start_run(loaded, factory, wait=req.wait)
         return RunStatus(id=hosted.runner.run_id, done=False)
 
