@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from labctl.bus.broker import free_port
+from labctl.procs import terminate
 from labctl.security import pki
 from labctl.security.lab import LabBroker
 from labctl.security.settings import LabBrokerSettings
@@ -291,14 +291,7 @@ class LabRig:
     def stop(self) -> None:
         """Stop the broker by pid."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 10)
 
     def log(self) -> str:
         """The broker's log so far."""

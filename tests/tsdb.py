@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import orjson
 import pytest
 
 from labctl.bus.broker import free_port
+from labctl.procs import terminate
 
 INFLUXD = "/usr/bin/influxd"
 VICTORIA_METRICS = "/usr/bin/victoria-metrics"
@@ -74,14 +74,7 @@ class _Child:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM by pid, SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        terminate(proc, timeout)
 
 
 def _need(binary: str, package: str) -> str:

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl.procs import terminate
+
 INSTALL_HINT = (
     "the 'mosquitto' broker is not installed; install it with "
     "'sudo apt-get install mosquitto' (Debian/Ubuntu), 'brew install mosquitto' (macOS), "
@@ -138,14 +140,7 @@ class PrivateBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker by pid (SIGTERM, so it saves its persistence file)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout)
 
     def kill(self) -> None:
         """Kill the broker without letting it save (a crash)."""
