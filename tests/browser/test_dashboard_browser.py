@@ -6,11 +6,7 @@ page go to ``test-artifacts/``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +16,11 @@ import paho.mqtt.client as paho
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from playwright import sync_api as playwright_sync
 
-from labctl.bus.broker import PrivateBroker, free_port
+from labctl.bus.broker import PrivateBroker
 from labctl.serve.dashboard.auth import token_sha256
-from labctl.serve.discovery import read_info
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from tests.served import Served
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -50,62 +45,15 @@ MANIFEST = {
 }
 
 
-class Dashboard:
+def start_dashboard(root: Path, broker: PrivateBroker) -> Served:
     """``labctl serve`` with a dashboard user and a slower simulated rig (speed 25 000)."""
-
-    def __init__(self, root: Path, broker: PrivateBroker) -> None:
-        self.data = root / "data"
-        config = root / "labctl.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "data_dir": str(self.data),
-                    "controller": "ctl-dash-test",
-                    "broker": {"mode": "external", "host": broker.host, "port": broker.port},
-                    "rig": {"preflight_timeout_s": 10, "sim": {"speed": 25_000}},
-                    "dashboard": {
-                        "users": [{"name": "environment", "token_sha256": token_sha256(TOKEN)}]
-                    },
-                }
-            )
-        )
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_")}
-        self.env["LABCTL_CONFIG"] = str(config)
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labctl.cli.main", "serve", "--http", f"127.0.0.1:{port}"],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 20
-        while read_info(self.data) is None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not start: {self.proc.communicate()}")
-            time.sleep(0.05)
-
-    def run(self, spec: Path) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "labctl.cli.main", "run", str(spec), "--json"],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+    users = [{"name": "environment", "token_sha256": token_sha256(TOKEN)}]
+    return Served(root, broker, speed=25_000, extra={"dashboard": {"users": users}})
 
 
 @pytest.fixture
-def dashboard(tmp_path: Path, broker: PrivateBroker) -> Iterator[Dashboard]:
-    d = Dashboard(tmp_path, broker)
+def dashboard(tmp_path: Path, broker: PrivateBroker) -> Iterator[Served]:
+    d = start_dashboard(tmp_path, broker)
     yield d
     d.stop()
 
@@ -135,7 +83,7 @@ def device(broker: PrivateBroker) -> paho.Client:
 
 
 def test_dashboard_live_in_chromium(
-    dashboard: Dashboard, broker: PrivateBroker, page: object, tmp_path: Path
+    dashboard: Served, broker: PrivateBroker, page: object, tmp_path: Path
 ) -> None:
     p = page  # a playwright Page
     base = dashboard.url + "/dashboard"

@@ -126,7 +126,8 @@ def test_wrong_types_are_refused() -> None:
 
 
 def test_int_and_float_subclasses_and_numpy_scalars() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     fields = {"a": np.float64(0.5), "b": np.int64(7), "c": np.float32(0.25), "d": np.bool_(True)}
     got = line("m", {}, fields)
     assert got == "m a=0.5,b=7i,c=0.25,d=true 1\n"
