@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from labctl.bus.edge import Edge, EdgeResult, Rejection, error_payload
 from labctl.bus.mqtt import MqttBus
 from labctl.metrics.drain_thread import ThreadedDrainer
-from labctl.metrics.influx import InfluxEndpoint, InfluxWriter, SpoolDrainer
+from labctl.metrics.drainer import SpoolDrainer
+from labctl.metrics.influx import InfluxEndpoint, InfluxWriter
 from labctl.metrics.points import PointEncoder
 from labctl.metrics.spool import OffsetStore, Spool, SpoolError, SpoolPosition
 from labctl.protocol import topics

@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 
-from labctl.metrics.influx import DrainerStatus, SpoolDrainer
+from labctl.metrics.drainer import DrainerStatus, SpoolDrainer
 from labctl.metrics.spool import SpoolPosition
 
 

@@ -17,22 +17,21 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from labctl import __version__
 from labctl.bus.broker import BrokerError
-from labctl.bus.edge import Edge, EdgeResult
+from labctl.bus.edge import Edge
 from labctl.bus.mqtt import BusError
 from labctl.cli.exit_codes import ExitCode
 from labctl.config import Settings
 from labctl.controller import Controller, ControllerFault
-from labctl.evaluators.base import Evaluator, EvaluatorFactory
+from labctl.evaluators.base import EvaluatorFactory
 from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.points import RunTags
 from labctl.metrics.replay import range_checksums
 from labctl.metrics.spool import SpoolError, SpoolPosition
-from labctl.readings import DeviceRef, Reading
 from labctl.rig.directory import DeviceDirectory
 from labctl.rig.reservations import RIG, DeviceBusy, Holder, Reservations
 from labctl.rig.runtime import RigRuntime, open_runtime
@@ -48,12 +47,11 @@ from labctl.store.records import (
     SpoolRange,
 )
 from labctl.store.runs import RunStore
+from labctl.trial.router import ReadingRouter
 from labctl.trial.selection import Selected, describe_directory, select_devices
 from labctl.trial.spec import LoadedSpec, MeasureStep, WaitStep
 
 log = logging.getLogger(__name__)
-
-MAX_EARLY_READINGS = 2_000_000
 
 
 class RigFault(RuntimeError):
@@ -75,47 +73,6 @@ class Progress:
     readings_per_s: float
     rejected: int
     duplicates: int
-
-
-@dataclass
-class _Router:
-    """Routes durable readings into the evaluator, within the measured windows."""
-
-    subjects: dict[DeviceRef, str] = field(default_factory=dict)
-    windows: list[tuple[float, float]] = field(default_factory=list)
-    evaluator: Evaluator | None = None
-    latest: dict[DeviceRef, float] = field(default_factory=dict)
-    early: list[Reading] = field(default_factory=list)
-    evaluated: int = 0
-    readings: int = 0
-
-    def __call__(self, result: EdgeResult) -> None:
-        for r in result.readings:
-            self.readings += 1
-            if r.ts > self.latest.get(r.device, 0.0):
-                self.latest[r.device] = r.ts
-            if self.evaluator is None:
-                if len(self.early) < MAX_EARLY_READINGS:
-                    self.early.append(r)
-                continue
-            self._route(r)
-
-    def _route(self, r: Reading) -> None:
-        subject = self.subjects.get(r.device)
-        if subject is None or self.evaluator is None:
-            return
-        for lo, hi in self.windows:
-            if lo <= r.ts < hi:
-                self.evaluator.add(subject, r.ts, r.values)
-                self.evaluated += 1
-                return
-
-    def start(self, evaluator: Evaluator, subjects: dict[DeviceRef, str]) -> None:
-        """Begin evaluating; replay what arrived during preflight."""
-        self.evaluator, self.subjects = evaluator, subjects
-        early, self.early = self.early, []
-        for r in early:
-            self._route(r)
 
 
 def new_run_id() -> str:
@@ -154,7 +111,7 @@ class TrialRunner:
         self.wait = wait
         self.run_id = new_run_id()
         self.run_dir = settings.data_dir / "runs" / self.run_id
-        self._router = _Router()
+        self._router = ReadingRouter()
         self._phase = "starting"
         self._selected: list[Selected] = []
         self._device_total = self._total_device_time()

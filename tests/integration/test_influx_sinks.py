@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from labctl.metrics.drainer import SpoolDrainer
 from labctl.metrics.influx import (
     InfluxEndpoint,
     InfluxWriter,
     PermanentWriteError,
-    SpoolDrainer,
     TransientWriteError,
 )
 from labctl.metrics.lineprotocol import Point, encode, encode_line, encode_prefix
