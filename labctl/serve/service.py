@@ -100,18 +100,28 @@ class ControllerService:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            await asyncio.to_thread(self._flush)
+            # Views are built here, on the loop that mutates the records; only the SQLite
+            # write goes to a thread.
+            views = self._dirty_views()
+            if views:
+                await asyncio.to_thread(self.registry.save, views)
 
     def _flush(self) -> None:
+        """Write every changed device now (at shutdown)."""
+        views = self._dirty_views()
+        if views:
+            self.registry.save(views)
+
+    def _dirty_views(self) -> list[DeviceView]:
         if self.rt is None or not self._dirty:
-            return
+            return []
         dirty, self._dirty = self._dirty, set()
         views = []
         for ref in dirty:
             rec = self.rt.directory.get(ref)
             if rec is not None:
                 views.append(view_of(rec, self.rt.role_of(ref)))
-        self.registry.save(views)
+        return views
 
     # -- devices ---------------------------------------------------------------------------
 
