@@ -119,6 +119,8 @@ class Controller:
         text = self.encoder.readings(result.readings)
         if result.rejections:
             text += self.encoder.rejections(result.rejections, now_ns)
+        if result.detections:
+            text += self.encoder.detections(result.detections)
         for p in result.presence:
             text += self.encoder.event(
                 "presence",

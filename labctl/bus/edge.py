@@ -19,11 +19,13 @@ from labctl.bus.mqtt import InboundMessage
 from labctl.drivers import TelemetryDriver
 from labctl.protocol import topics
 from labctl.protocol.payloads import (
+    MAX_EVENT_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_TELEMETRY_BYTES,
     TELEMETRY_BATCH_IN,
     TELEMETRY_IN,
     CommandResponse,
+    Detections,
     Manifest,
     SampleIn,
     State,
@@ -57,6 +59,18 @@ class PresenceChange:
     device: DeviceRef
     state: str
     session: str
+    received_ns: int = 0
+    ts: float | None = None
+    """The device clock in the state payload, when it sent one."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionEvent:
+    """A validated ``events/detections`` message."""
+
+    device: DeviceRef
+    detections: Detections
+    received_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +91,9 @@ class EdgeResult:
     presence: list[PresenceChange] = field(default_factory=list)
     duplicates: int = 0
     replies: list[CommandReply] = field(default_factory=list)
+    detections: list[DetectionEvent] = field(default_factory=list)
     other: list[InboundMessage] = field(default_factory=list)
-    """Valid-topic messages this layer does not handle (events, command responses)."""
+    """Valid-topic messages this layer does not interpret (event kinds it does not know)."""
 
 
 @dataclass
@@ -153,6 +168,8 @@ class Edge:
         elif kind is topics.TopicKind.TELEMETRY:
             assert t.name is not None
             self._telemetry(msg, ref, t.name, out)
+        elif kind is topics.TopicKind.EVENTS and t.name == "detections":
+            self._detections(msg, ref, out)
         elif kind is topics.TopicKind.CMD_RES:
             self._reply(msg, ref, t.name or "", out)
         elif kind is topics.TopicKind.CMD_REQ:
@@ -199,7 +216,7 @@ class Edge:
         if problem is not None:
             self._reject(out, msg.topic, ref.vendor, ref.device, "manifest", problem)
             return
-        out.presence.append(PresenceChange(ref, "manifest", manifest.session))
+        out.presence.append(PresenceChange(ref, "manifest", manifest.session, msg.received_ns))
 
     def _reply(self, msg: InboundMessage, ref: DeviceRef, cid: str, out: EdgeResult) -> None:
         if len(msg.payload) > MAX_TELEMETRY_BYTES:
@@ -246,7 +263,39 @@ class Edge:
             self._reject(out, msg.topic, ref.vendor, ref.device, _reason(exc), _explain(exc))
             return
         if self.directory.apply_state(ref, state):
-            out.presence.append(PresenceChange(ref, state.state, state.session))
+            out.presence.append(
+                PresenceChange(ref, state.state, state.session, msg.received_ns, state.ts)
+            )
+
+    def _detections(self, msg: InboundMessage, ref: DeviceRef, out: EdgeResult) -> None:
+        if len(msg.payload) > MAX_EVENT_BYTES:
+            self._reject(
+                out,
+                msg.topic,
+                ref.vendor,
+                ref.device,
+                "too_large",
+                f"detections are {len(msg.payload)} bytes; the limit is {MAX_EVENT_BYTES}",
+            )
+            return
+        rec = self.directory.get(ref)
+        if rec is None or rec.manifest is None:
+            self._reject(
+                out,
+                msg.topic,
+                ref.vendor,
+                ref.device,
+                "unknown_device",
+                "no valid manifest from this device; publish one (retained) first",
+            )
+            return
+        try:
+            det = Detections.model_validate_json(msg.payload)
+        except ValidationError as exc:
+            self._reject(out, msg.topic, ref.vendor, ref.device, _reason(exc), _explain(exc))
+            return
+        rec.last_seen = msg.received_ns / 1e9
+        out.detections.append(DetectionEvent(ref, det, msg.received_ns))
 
     def _telemetry(self, msg: InboundMessage, ref: DeviceRef, stream: str, out: EdgeResult) -> None:
         payload = msg.payload

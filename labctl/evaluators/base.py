@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from labctl.evaluators.result import EvaluationResult
+from labctl.observations import Observation
 from labctl.plugins import PluginRegistry
 from labctl.trial.spec import TrialSpec
 
@@ -40,6 +41,16 @@ class Evaluator(Protocol):
 
     def result(self) -> EvaluationResult:
         """Compute every metric, criterion outcome, breakdown and limitation so far."""
+
+
+@runtime_checkable
+class ObservingEvaluator(Evaluator, Protocol):
+    """An evaluator that also judges what is not a reading (commands, presence, frames and
+    detections). The runner gives it every observation, and readings of measured windows as
+    :class:`~labctl.observations.ReadingObserved` instead of :meth:`Evaluator.add` calls."""
+
+    def observe(self, obs: Observation) -> None:
+        """Take one observation, in arrival order."""
 
 
 class EvaluatorFactory(Protocol):

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from labctl.bus.edge import Rejection
+from labctl.bus.edge import DetectionEvent, Rejection
 from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.lineprotocol import encode_line, encode_prefix, field_key, string_value
 from labctl.readings import DeviceRef, Reading
@@ -192,6 +192,35 @@ class PointEncoder:
             lines.append(
                 encode_line(prefix, {"count": 1, "detail": rej.detail[:1000]}, self._unique(now_ns))
             )
+        return "".join(lines)
+
+    def detections(self, events: Iterable[DetectionEvent]) -> str:
+        """Line protocol for detection events: one point per message (object count, best
+        score, frame id), stamped with the arrival time so late answers show as late."""
+        lines = []
+        for e in events:
+            t = self.run_of(e.device)
+            prefix = encode_prefix(
+                "detections",
+                {
+                    "run": t.run,
+                    "trial": t.trial,
+                    "rig": self.rig,
+                    "vendor": e.device.vendor,
+                    "device": e.device.device,
+                    "role": self.role_of(e.device),
+                },
+            )
+            d = e.detections
+            fields: dict[str, float | int | str | bool] = {
+                "objects": len(d.objects),
+                "frame": d.frame,
+                "seq": d.seq,
+                "device_ts": d.ts,
+            }
+            if d.objects:
+                fields["max_score"] = max(o.score for o in d.objects)
+            lines.append(encode_line(prefix, fields, self._unique(e.received_ns)))
         return "".join(lines)
 
     def event(self, kind: str, name: str, detail: str, now_ns: int, tags: RunTags) -> str:

@@ -182,6 +182,44 @@ class CommandResponse(_Strict):
         return self.status != "accepted"
 
 
+MAX_EVENT_BYTES = 256 * 1024
+MAX_OBJECTS_PER_FRAME = 1000
+FrameId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+"""Frame ids travel in stimulus topics, so they may not contain '/', '+' or '#'."""
+PixelBox = Annotated[
+    tuple[float, float, float, float],
+    Field(description="x, y, width, height in pixels (COCO convention)"),
+]
+
+
+class DetectedObject(_Strict):
+    """One object in a frame, as a device reports it."""
+
+    bbox: PixelBox
+    label: ShortText
+    score: Annotated[float, Field(ge=0.0, le=1.0)]
+    ref: ShortText | None = None
+    """Register id the device identified the object as, if it identifies."""
+
+    @field_validator("bbox")
+    @classmethod
+    def _positive_size(
+        cls, bbox: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            raise ValueError(f"bbox width and height must be > 0, got {list(bbox)}")
+        return bbox
+
+
+class Detections(_Strict):
+    """What a device publishes on ``…/events/detections`` for one presented frame."""
+
+    seq: int = Field(ge=0, lt=2**63)
+    ts: EpochSeconds
+    frame: FrameId
+    objects: list[DetectedObject] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FRAME)
+
+
 # -- the inbound hot path ---------------------------------------------------------------------
 # The edge validates telemetry into TypedDicts rather than models: the same rules (strict
 # types, no NaN/∞, bounds, no unknown keys) without one object per sample. The model classes

@@ -81,6 +81,18 @@ def command_response(vendor: str, device: str, command_id: str) -> str:
     return f"{device_root(vendor, device)}/cmd/{command_id}/res"
 
 
+def stimulus(vendor: str, device: str, frame: str) -> str:
+    """Topic on which the lab presents a frame (JPEG bytes) to a device under test."""
+    return f"{device_root(vendor, device)}/stim/{frame}"
+
+
+def events(vendor: str, device: str, kind: str) -> str:
+    """Topic of one event kind of a device (e.g. ``detections``)."""
+    if not STREAM_RE.match(kind):
+        raise TopicError(f"invalid event kind: {kind!r}")
+    return f"{device_root(vendor, device)}/events/{kind}"
+
+
 def error(vendor: str, device: str) -> str:
     """Topic on which the lab explains why it rejected a device's message."""
     return f"{ROOT}/_err/{vendor}/{device}"

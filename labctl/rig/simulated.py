@@ -26,12 +26,15 @@ class SimulatedRig:
         stats_file: Path,
         until_s: float,
         log_file: Path,
+        register: Path | None = None,
     ) -> None:
         self.settings = settings
         self.host, self.port = host, port
         self.stats_file = stats_file
         self.until_s = until_s
         self.log_file = log_file
+        self.register = register
+        """A scene dataset whose signboard register simulated AI boxes enroll."""
         self.serial_ports = log_file.parent / "sim-serial.json"
         """Written by the simulator once its serial ptys exist (see ``labctl.serialio.rig``)."""
         self._proc: asyncio.subprocess.Process | None = None
@@ -67,6 +70,8 @@ class SimulatedRig:
             "--serial-ports",
             str(self.serial_ports),
         ]
+        if self.register is not None:
+            args += ["--register", str(self.register)]
         with self.log_file.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 *args,

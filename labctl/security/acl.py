@@ -28,11 +28,12 @@ DEVICE_WRITES = (
 
 DEVICE_READS = (
     "{root}/{v}/+/cmd/+/req",
+    "{root}/{v}/+/stim/+",
     "{root}/_err/{v}/#",
     "{root}/_ctl/+/state",
 )
-"""What a vendor may receive: its own command requests, the lab's explanations of its
-rejected messages, and controller presence."""
+"""What a vendor may receive: its own command requests and stimulus frames, the lab's
+explanations of its rejected messages, and controller presence."""
 
 
 def vendor_acl(vendors: Iterable[str]) -> str:

@@ -15,10 +15,11 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 from labctl import __version__
 from labctl.bus.broker import BrokerError
@@ -32,6 +33,7 @@ from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.points import RunTags
 from labctl.metrics.replay import range_checksums
 from labctl.metrics.spool import SpoolError, SpoolPosition
+from labctl.readings import DeviceRef
 from labctl.rig.directory import DeviceDirectory
 from labctl.rig.reservations import RIG, DeviceBusy, Holder, Reservations
 from labctl.rig.runtime import RigRuntime, open_runtime
@@ -47,9 +49,13 @@ from labctl.store.records import (
     SpoolRange,
 )
 from labctl.store.runs import RunStore
+from labctl.trial.conditions import ConditionError, RigConditions
+from labctl.trial.datasets import DatasetError, resolve_dataset
+from labctl.trial.replay import FramePresenter, ReplayError
 from labctl.trial.router import ReadingRouter
+from labctl.trial.script import ScriptHost, StepFailed, TrialScript, run_steps
 from labctl.trial.selection import Selected, describe_directory, select_devices
-from labctl.trial.spec import LoadedSpec, MeasureStep, WaitStep
+from labctl.trial.spec import LoadedSpec, MeasureStep, ReplayStimulus, WaitStep
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ class TrialRunner:
         on_event: Callable[[str], None] | None = None,
         preflight_timeout_s: float = 30.0,
         wait: bool = True,
+        on_prompt: Callable[[str, float | None], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.loaded = loaded
@@ -109,6 +116,20 @@ class TrialRunner:
         self.preflight_timeout_s = preflight_timeout_s
         self.abort = asyncio.Event()
         self.wait = wait
+        self.on_prompt = on_prompt
+        sim = settings.rig.sim
+        speed = self.spec.speed or sim.speed
+        self.sim_settings = sim.model_copy(
+            update={
+                "speed": speed,
+                "preset": self.spec.preset or sim.preset,
+                # In real time the device clock is the wall clock, so latencies mean something.
+                "start": datetime.now(UTC).isoformat() if speed == 1 else sim.start,
+            }
+        )
+        self.script: TrialScript | None = None
+        self.dataset: Path | None = None
+        self._conditions: RigConditions | None = None
         self.run_id = new_run_id()
         self.run_dir = settings.data_dir / "runs" / self.run_id
         self._router = ReadingRouter()
@@ -130,11 +151,14 @@ class TrialRunner:
 
     def _total_device_time(self) -> float:
         if self.spec.phases is None:
-            return self.spec.duration
+            return self.spec.duration or 0.0
         total = 0.0
         for phase in self.spec.phases:
             for step in phase.steps:
-                total += step.wait if isinstance(step, WaitStep) else step.measure
+                if isinstance(step, WaitStep):
+                    total += step.wait
+                elif isinstance(step, MeasureStep):
+                    total += step.measure
         return total
 
     # -- the run ---------------------------------------------------------------------------
@@ -184,6 +208,10 @@ class TrialRunner:
             SpoolError,
             DeviceBusy,
             SerialRigError,
+            ReplayError,
+            ConditionError,
+            DatasetError,
+            StepFailed,
             OSError,
         ) as eg:
             status = "faulted"
@@ -225,16 +253,20 @@ class TrialRunner:
         sim: SimulatedRig | None = None
         try:
             async with AsyncExitStack() as stack:
+                self.spec, self.dataset = await resolve_dataset(
+                    self.spec, self.loaded.path, self.run_dir, self._event
+                )
                 if s.rig.simulated:
                     # A simulated rig is one resource: its devices come and go with the run.
                     await rt.reservations.reserve(holder, [RIG], wait=self.wait)
                     sim = SimulatedRig(
-                        s.rig.sim,
+                        self.sim_settings,
                         rt.host,
                         rt.port,
                         self.run_dir / "sim-stats.json",
                         until_s=self._device_total + 7200,
                         log_file=self.run_dir / "sim.log",
+                        register=self.dataset,
                     )
                     stack.push_async_callback(sim.stop)
                 if sim is not None:
@@ -295,7 +327,7 @@ class TrialRunner:
     async def _trial(
         self, rt: RigRuntime, sim: SimulatedRig | None, holder: Holder
     ) -> EvaluationResult:
-        controller, directory = rt.controller, rt.directory
+        directory = rt.directory
         if sim is not None:
             self._event("starting the simulated rig")
             await sim.start()
@@ -307,36 +339,67 @@ class TrialRunner:
             evaluator = self.factory.from_spec(self.spec, subjects)
         except ValueError as exc:
             raise RigFault(f"the evaluator cannot judge these devices: {exc}") from exc
-        t0 = (
-            _epoch(self.settings.rig.sim.start)
-            if sim is not None
-            else max(self._router.latest.get(x.ref, time.time()) for x in self._selected)
-        )
+        if sim is not None:
+            t0 = _epoch(self.sim_settings.start)
+        else:
+            latest = self._router.latest
+            seen = [latest[x.ref] for x in self._selected if x.ref in latest]
+            t0 = max(seen) if seen else time.time()
         self._t0 = t0
-        plan = self._plan(t0)
-        # Windows first: readings that arrived during preflight are replayed into them.
-        self._router.windows = [(lo, hi) for _, lo, hi, measured in plan if measured]
+        script = TrialScript(self._script_host(rt, sim, t0))
+        self.script = script
         self._router.start(evaluator, {x.ref: x.ref.key for x in self._selected})
-        for name, _, end, _ in plan:
-            self._set_phase(name)
-            await self._until_device_time(controller, sim, end)
+        if self.loaded.script is not None:
+            await self.loaded.script(script)
+        elif self.spec.phases is None:
+            script.in_phase("measure")
+            await script.measure(self.spec.duration or 0.0)
+        else:
+            await run_steps(script, self.spec.phases)
         self._set_phase("evaluating")
         return evaluator.result()
 
-    def _plan(self, t0: float) -> list[tuple[str, float, float, bool]]:
-        """Each step as (phase name, device-time start, end, measured?)."""
-        spec = self.spec
-        steps: list[tuple[str, WaitStep | MeasureStep]] = (
-            [("measure", MeasureStep(measure=spec.duration))]
-            if spec.phases is None
-            else [(p.name, st) for p in spec.phases for st in p.steps]
+    def _script_host(self, rt: RigRuntime, sim: SimulatedRig | None, t0: float) -> ScriptHost:
+        by_role: dict[str, list[DeviceRef]] = {}
+        for x in self._selected:
+            by_role.setdefault(x.role, []).append(x.ref)
+            by_role.setdefault(x.slot, []).append(x.ref)
+        refs = [x.ref for x in self._selected]
+
+        def device_now() -> float | None:
+            seen = [self._router.latest[r] for r in refs if r in self._router.latest]
+            return min(seen) if seen else None
+
+        async def until(end: float) -> None:
+            await self._until_device_time(rt.controller, sim, end)
+
+        presenter = FramePresenter(
+            rt.bus.publish,
+            self._router.observe,
+            rt.controller.listeners,
+            [x.ref for x in self._selected if x.role == "dut"],
+            self.run_id,
+            self._event,
+            lambda: self._check(sim),
         )
-        plan, cursor = [], t0
-        for name, step in steps:
-            length = step.measure if isinstance(step, MeasureStep) else step.wait
-            plan.append((name, cursor, cursor + length, isinstance(step, MeasureStep)))
-            cursor += length
-        return plan
+        conditioner = RigConditions(rt.bus.publish, self.settings.rig.name, sim is not None)
+        self._conditions = conditioner
+        return ScriptHost(
+            devices=by_role,
+            commands=rt.commands,
+            observe=self._router.observe,
+            until_device_time=until,
+            device_now=device_now,
+            add_window=self._router.add_window,
+            advance=self._router.advance,
+            set_phase=self._set_phase,
+            event=self._event,
+            check=lambda: self._check(sim),
+            replay=lambda stim: presenter.present(self._dataset_for(stim), stim),
+            apply_conditions=conditioner.apply,
+            prompt=lambda text, timeout: self._prompt(text, timeout, sim),
+            start=t0,
+        )
 
     async def _preflight(
         self, directory: DeviceDirectory, sim: SimulatedRig | None
@@ -365,7 +428,7 @@ class TrialRunner:
     ) -> None:
         """Wait until every selected device has produced its samples up to ``end``."""
         intervals = {x.ref: x.subject().interval_s or 1.0 for x in self._selected}
-        speed = self.settings.rig.sim.speed if sim is not None else 1.0
+        speed = self.sim_settings.speed if sim is not None else 1.0
         stall_limit = 30.0 if sim is not None else max(300.0, 10 * max(intervals.values()))
         last_progress, last_min = time.monotonic(), -1.0
         while True:
@@ -389,11 +452,34 @@ class TrialRunner:
                 )
             await asyncio.sleep(0.1)
 
+    def _dataset_for(self, stim: ReplayStimulus) -> Path:
+        if stim.dataset is not None:
+            return (self.loaded.path.parent / stim.dataset).resolve()
+        if self.dataset is None:
+            raise ReplayError(
+                "replay: no dataset; give 'dataset:' in the step or 'options: {dataset: …}' "
+                "or 'options: {scenes: {…}}' in the spec"
+            )
+        return self.dataset
+
+    async def _prompt(
+        self, text: str, timeout: float | None, sim: SimulatedRig | None  # noqa: ASYNC109
+    ) -> None:
+        if sim is not None:
+            self._event(f"operator prompt (simulated rig: nothing to do): {text}")
+            return
+        if self.on_prompt is None:
+            raise StepFailed(f"this trial asks the operator to act, and nobody can answer: {text}")
+        self._event(f"waiting for the operator: {text}")
+        await self.on_prompt(text, timeout)
+
     async def _teardown(
         self, controller: Controller, directory: DeviceDirectory, sim: SimulatedRig | None
     ) -> None:
         """Stop the rig and take in what is still on the way. Always runs."""
         self._set_phase("teardown")
+        if self._conditions is not None:
+            await self._conditions.clear()
         if sim is not None:
             await sim.stop()
             # Devices publish 'offline' after their last telemetry; wait for it to arrive.

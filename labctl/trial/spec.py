@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from labctl.trial.criteria import Criterion
 from labctl.trial.durations import Duration
@@ -41,7 +52,112 @@ class MeasureStep(_Spec):
     measure: Duration
 
 
-Step = WaitStep | MeasureStep
+class CommandCall(_Spec):
+    """One device operation, sent to every device of a role (``to``)."""
+
+    op: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    params: dict[str, Any] = Field(default_factory=dict)
+    to: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")] = "dut"
+    """The trial role (a key of ``devices``' roles) whose devices get the command."""
+    expect: Literal["succeeded", "failed", "rejected", "timeout"] = "succeeded"
+    """What the device should answer; a step whose answer differs is recorded, not fatal."""
+    timeout: Duration = 5.0
+    """The deadline the device gets (wall time)."""
+    settle: Duration | None = None
+    """Wall time to wait after the answer before the next step (e.g. a luminaire ramping)."""
+
+
+class CommandStep(_Spec):
+    """Send a command and record how it ended."""
+
+    command: CommandCall
+
+
+class ReplayStimulus(_Spec):
+    """Present the frames of a scene dataset to the devices under test, one at a time."""
+
+    dataset: str | None = None
+    """A ``labctl scenes make`` directory (relative to the spec); None: generate ``scenes``."""
+    scenes: dict[str, Any] | None = None
+    """Generator settings (count, seed, conditions) used when ``dataset`` is not given."""
+    deadline: Duration = 2.0
+    """How long after presentation a detection still counts (wall time)."""
+    interval: Duration | None = None
+    """Gap between frames; None: present the next frame when every device answered or the
+    deadline passed."""
+    limit: int | None = Field(default=None, ge=1)
+    """Present only the first ``limit`` frames."""
+    via: Literal["mqtt", "http"] = "mqtt"
+
+
+class ReplayStep(_Spec):
+    """Present recorded frames (``stimulus: {replay: …}``)."""
+
+    replay: ReplayStimulus
+
+
+class SetConditions(_Spec):
+    """Set conditions of the rig for the following steps (e.g. network loss and delay)."""
+
+    set: dict[str, float] = Field(min_length=1)
+
+
+def _tag_by_key(tags: dict[str, str]) -> Callable[[Any], str | None]:
+    """A discriminator choosing the model by which key a mapping has, so an error names the
+    step the author meant instead of every alternative."""
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, dict):
+            for key, name in tags.items():
+                if key in value:
+                    return name
+            return None
+        return type(value).__name__ if type(value).__name__ in tags.values() else None
+
+    return tag
+
+
+class StimulusStep(_Spec):
+    """Act on the devices' surroundings: present frames or set a condition."""
+
+    stimulus: Annotated[
+        Annotated[ReplayStep, Tag("ReplayStep")] | Annotated[SetConditions, Tag("SetConditions")],
+        Discriminator(
+            _tag_by_key({"replay": "ReplayStep", "set": "SetConditions"}),
+            custom_error_type="stimulus",
+            custom_error_message="a stimulus is 'replay: {…}' or 'set: {condition: value}'",
+        ),
+    ]
+
+
+class PromptStep(_Spec):
+    """Ask the operator to do something physical and confirm (skipped on a simulated rig,
+    where the simulator does it)."""
+
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    timeout: Duration | None = None
+
+
+Step = Annotated[
+    Annotated[WaitStep, Tag("WaitStep")]
+    | Annotated[MeasureStep, Tag("MeasureStep")]
+    | Annotated[CommandStep, Tag("CommandStep")]
+    | Annotated[StimulusStep, Tag("StimulusStep")]
+    | Annotated[PromptStep, Tag("PromptStep")],
+    Discriminator(
+        _tag_by_key(
+            {
+                "wait": "WaitStep",
+                "measure": "MeasureStep",
+                "command": "CommandStep",
+                "stimulus": "StimulusStep",
+                "prompt": "PromptStep",
+            }
+        ),
+        custom_error_type="step",
+        custom_error_message="a step is one of wait, measure, command, stimulus or prompt",
+    ),
+]
 
 
 class Phase(_Spec):
@@ -59,8 +175,8 @@ class TrialSpec(_Spec):
     kind: str
     """The evaluator, e.g. ``sensor-accuracy``."""
     devices: dict[str, DeviceSelector] = Field(min_length=1)
-    duration: Duration
-    """Length of the measurement in device time."""
+    duration: Duration | None = None
+    """Length of the measurement in device time (required unless ``phases`` script it)."""
     averaging: Duration = 86400.0
     conditions: list[str] = Field(default_factory=list)
     bins: dict[str, list[float]] = Field(default_factory=dict)
@@ -68,6 +184,20 @@ class TrialSpec(_Spec):
     criteria: dict[str, Criterion] = Field(min_length=1)
     phases: list[Phase] | None = None
     """Optional script; by default the trial is one measure phase of ``duration``."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Settings of the evaluator (``kind``); the evaluator validates them."""
+    speed: float | None = Field(default=None, gt=0)
+    """Device seconds per wall second on a simulated rig; None: the rig's configured speed.
+    Command trials run at 1 (real time); long availability trials accelerate."""
+    preset: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")] | None = None
+    """The simulated rig preset this trial needs; None: the rig's configured preset."""
+
+    @model_validator(mode="after")
+    def _has_length(self, info: ValidationInfo) -> TrialSpec:
+        scripted = bool(info.context and info.context.get("scripted"))
+        if self.duration is None and self.phases is None and not scripted:
+            raise ValueError("give 'duration' (one measure phase) or 'phases' (a script)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -78,6 +208,8 @@ class LoadedSpec:
     path: Path
     sha256: str
     text: str
+    script: Callable[[Any], Awaitable[None]] | None = None
+    """A Python trial file's ``run(trial)``; None for YAML (its ``phases`` are the script)."""
 
 
 class SpecError(Exception):
@@ -101,6 +233,10 @@ def load_spec(path: Path, known_kinds: set[str] | None = None) -> LoadedSpec:
         raise SpecError(
             path, [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
         ) from exc
+    if path.suffix == ".py":
+        from labctl.trial.pyfile import load_python_trial
+
+        return load_python_trial(path, text, known_kinds)
     return parse_spec(text, path, known_kinds)
 
 
@@ -145,7 +281,20 @@ def parse_spec(text: str, path: Path, known_kinds: set[str] | None = None) -> Lo
 
 
 def _is_union_tag(part: object) -> bool:
-    return isinstance(part, str) and part in ("WaitStep", "MeasureStep")
+    return isinstance(part, str) and part in _UNION_TAGS
+
+
+_UNION_TAGS = frozenset(
+    {
+        "WaitStep",
+        "MeasureStep",
+        "CommandStep",
+        "StimulusStep",
+        "PromptStep",
+        "ReplayStep",
+        "SetConditions",
+    }
+)
 
 
 def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:

@@ -140,7 +140,7 @@ class LiveHub:
         if hosted is None:
             return None
         spec = hosted.runner.spec
-        total = hosted.progress.device_total_s if hosted.progress else spec.duration
+        total = hosted.progress.device_total_s if hosted.progress else spec.duration or 0.0
         channels = dict.fromkeys([s.channel for s in spec.devices.values()] + spec.conditions)
         charts = RunCharts(max(60.0, total / POINTS_PER_SERIES), tuple(channels))
         self._charts[run_id] = charts
