@@ -15,7 +15,7 @@ from pathlib import Path
 
 from labctl import __version__
 from labctl.cli.exit_codes import ExitCode
-from labctl.evaluators.base import Evaluator, EvaluatorFactory, Subject
+from labctl.evaluators.base import Evaluator, EvaluatorFactory, ObservingEvaluator, Subject
 from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.replay import OtherPoint, ReplayError, Sample, samples
 from labctl.metrics.spool import SpoolPosition
@@ -144,6 +144,11 @@ def rescore(
         )
     started = time.time()
     evaluator = build_evaluator(factory, loaded, record)
+    if isinstance(evaluator, ObservingEvaluator):
+        raise RescoreError(
+            f"{record.kind} judges what run {record.id} observed (commands, presence, frames); "
+            "the spool keeps readings only, so it cannot be re-scored from the spool"
+        )
     replayed = replay_into(record, evaluator)
     evaluation: EvaluationResult = evaluator.result()
     run_id = new_run_id()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -90,6 +90,7 @@ def run(spec: Path, as_json: bool, quiet: bool, no_wait: bool) -> None:
         on_event=on_event,
         preflight_timeout_s=s.rig.preflight_timeout_s,
         wait=not no_wait,
+        on_prompt=_operator_prompt(progress) if sys.stdin.isatty() else None,
     )
     with progress:
         record = asyncio.run(_run_with_signals(runner, err))
@@ -190,6 +191,21 @@ def _run_on_controller(
             )
             if body["done"]:
                 return RunRecord.model_validate(body["record"])
+
+
+def _operator_prompt(progress: Progress) -> Callable[[str, float | None], Awaitable[None]]:
+    """Ask the operator on the terminal; the answer is read in a thread (never on the loop)."""
+
+    async def ask(text: str, timeout: float | None) -> None:  # noqa: ASYNC109
+        progress.stop()
+        try:
+            question = f"{text} — press Enter when done"
+            read = asyncio.to_thread(click.prompt, question, default="", show_default=False)
+            await (asyncio.wait_for(read, timeout) if timeout else read)
+        finally:
+            progress.start()
+
+    return ask
 
 
 async def _run_with_signals(runner: TrialRunner, err: Console) -> RunRecord:

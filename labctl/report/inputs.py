@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labctl.evaluators.base import Evaluator, EvaluatorFactory
+from labctl.evaluators.base import Evaluator, EvaluatorFactory, ObservingEvaluator
 from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.replay import OtherPoint, segment_status
 from labctl.plugins import PluginError, PluginRegistry
@@ -87,6 +87,14 @@ def gather(record: RunRecord, evaluators: PluginRegistry[type[EvaluatorFactory]]
             evaluator = factory.from_spec(inputs.spec, subjects_of(record))
         except (PluginError, ValueError) as exc:
             inputs.replay_note = f"the evaluator cannot be rebuilt: {exc}"
+        if isinstance(evaluator, ObservingEvaluator):
+            # It judges commands, presence or frames as well as readings; the spool keeps the
+            # readings only, so a replay could not give the recorded answer.
+            inputs.replay_note = (
+                f"{record.kind} judges what the run observed (commands, presence, frames), "
+                "not only the spooled readings"
+            )
+            evaluator = None
     collector = QualityCollector(windows_of(record), {d.key: d.interval_s for d in record.devices})
     sink = evaluator if evaluator is not None else _Discard()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from labctl.evaluators.base import EvaluatorFactory, Subject
@@ -13,6 +14,15 @@ def check_spec(path: Path, registry: PluginRegistry[type[EvaluatorFactory]]) -> 
     """Validate a spec fully; raise :class:`SpecError` in words (file, line, field)."""
     loaded = load_spec(path, known_kinds=registry.names())
     factory = registry.get(loaded.spec.kind)
+    if "scenes" in loaded.spec.options and "dataset" not in loaded.spec.options:
+        return loaded  # the dataset is made when the trial runs; the evaluator checks it then
+    options = loaded.spec.options
+    if isinstance(options.get("dataset"), str):
+        # Relative to the spec, as the runner resolves it.
+        dataset = str((path.parent / options["dataset"]).resolve())
+        loaded = replace(
+            loaded, spec=loaded.spec.model_copy(update={"options": {**options, "dataset": dataset}})
+        )
     probe = [
         Subject(key=f"{slot}-probe", role=sel.role) for slot, sel in loaded.spec.devices.items()
     ]

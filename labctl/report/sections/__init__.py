@@ -55,10 +55,17 @@ class EvaluatorSection(Protocol):
 
 def section_registry() -> PluginRegistry[type[EvaluatorSection]]:
     """The built-in sections plus those installed through the entry-point group."""
+    from labctl.report.sections.availability import AvailabilitySection
+    from labctl.report.sections.command_response import CommandResponseSection
     from labctl.report.sections.sensor_accuracy import SensorAccuracySection
 
     registry = PluginRegistry[type[EvaluatorSection]]("report section")
-    for cls in (SensorAccuracySection,):
+    builtins: tuple[type[EvaluatorSection], ...] = (
+        SensorAccuracySection,
+        CommandResponseSection,
+        AvailabilitySection,
+    )
+    for cls in builtins:
         registry.register(cls.evaluator, cls, f"{cls.__module__}.{cls.__qualname__}")
     registry.load(ENTRY_POINT_GROUP)
     return registry
