@@ -46,7 +46,8 @@ def driver_registry() -> PluginRegistry[type[TelemetryDriver]]:
     """Every telemetry (MQTT) driver installed in the environment."""
     reg = PluginRegistry[type[TelemetryDriver]]("driver")
     for ep, item in _load_drivers():
-        if not _is_serial(item):
+        # Other transports (serial, camera) share the group; each has its own registry.
+        if getattr(item, "transport", None) in (None, "mqtt"):
             reg.register(ep.name, item, _origin(ep))
     return reg
 
