@@ -26,6 +26,10 @@ def _register() -> None:
     cli.add_command(spec_cmd.spec_group)
     cli.add_command(eval_cmd.eval_group)
 
+    from labctl.cli import eval_detections
+
+    eval_cmd.eval_group.add_command(eval_detections.detections_cmd)
+
     from labctl.cli import serial_cmd
 
     cli.add_command(serial_cmd.serial_group)
@@ -44,6 +48,10 @@ def _register() -> None:
     cli.add_command(report_cmd.report)
     cli.add_command(report_cmd.compare)
     cli.add_command(report_cmd.rescore_cmd)
+
+    from labctl.cli import scenes_cmd
+
+    cli.add_command(scenes_cmd.scenes_group)
 
 
 _register()

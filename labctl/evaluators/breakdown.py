@@ -15,12 +15,35 @@ from types import MappingProxyType
 from typing import Final
 
 DEFAULT_EDGES: Final[Mapping[str, tuple[float, ...]]] = MappingProxyType(
-    {"rh": (60.0, 75.0, 85.0), "temperature": (10.0, 20.0, 30.0)}
+    {
+        "rh": (60.0, 75.0, 85.0),
+        "temperature": (10.0, 20.0, 30.0),
+        # Scene conditions (image ``conditions``) of the detection-accuracy evaluator.
+        "blur": (1.0, 2.0, 3.0),
+        "light": (0.3, 0.6),
+        "noise": (5.0, 10.0, 20.0),
+        "rain": (0.2, 0.5),
+        "occlusion": (0.2, 0.4),
+        "angle": (20.0, 40.0),
+        "size": (40.0, 80.0),
+    }
 )
 """Bin edges used when a spec names a condition without giving ``bins``."""
 
 _SYMBOLS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
-    {"rh": ("RH", "%"), "temperature": ("T", "°C")}
+    {
+        "rh": ("RH", "%"),
+        "temperature": ("T", "°C"),
+        "loss_pct": ("loss", "%"),
+        "delay_ms": ("delay", "ms"),
+        "blur": ("blur σ", "px"),
+        "light": ("light", ""),
+        "noise": ("noise σ", ""),
+        "rain": ("rain", ""),
+        "occlusion": ("occlusion", ""),
+        "angle": ("angle", "°"),
+        "size": ("size", "px"),
+    }
 )
 
 MIN_PAIRS_TO_JUDGE = 10
@@ -35,6 +58,11 @@ class Bin:
     label: str
     lower: float | None
     upper: float | None
+
+
+def condition_symbol(condition: str) -> tuple[str, str]:
+    """How a condition is written in labels: (symbol, unit), e.g. ``("loss", "%")``."""
+    return _SYMBOLS.get(condition, (condition, ""))
 
 
 def check_edges(condition: str, edges: Sequence[float]) -> tuple[float, ...]:
