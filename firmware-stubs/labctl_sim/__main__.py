@@ -66,6 +66,9 @@ async def _run(rig: Rig) -> None:
               help="Write delivery stats (JSON) here at exit.")
 @click.option("--preset", default="pm25-collocation", show_default=True,
               help="Built-in preset name or a .json/.yaml preset file.")
+@click.option("--lampposts", "lamppost_nodes", default=None, type=click.IntRange(1, 10_000),
+              envvar="LABCTL_SIM_LAMPPOSTS",
+              help="Nodes of the lampposts-scale preset [default: 100; env LABCTL_SIM_LAMPPOSTS].")
 @click.option("--flush-timeout", default=10.0, show_default=True, type=float,
               help="Seconds to keep delivering buffered samples after SIGTERM.")
 @click.option("--serial-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
@@ -76,13 +79,13 @@ async def _run(rig: Rig) -> None:
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def main(
     host: str, port: int, seed: int, speed: float, start: str | None, until: str | None,
-    batch: int, stats_path: Path | None, preset: str, flush_timeout: float,
-    serial_dir: Path | None, serial_ports: Path | None, log_level: str,
+    batch: int, stats_path: Path | None, preset: str, lamppost_nodes: int | None,
+    flush_timeout: float, serial_dir: Path | None, serial_ports: Path | None, log_level: str,
 ) -> None:
     """Run the simulated devices of a rig over MQTT (labctl/1) until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        rig_preset = load_preset(preset)
+        rig_preset = load_preset(preset, lamppost_nodes=lamppost_nodes)
         until_s = parse_duration(until) if until is not None else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -9,6 +9,7 @@ which is also how the unit tests check the error models.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,8 +17,10 @@ from typing import Annotated, Literal
 import numpy as np
 import numpy.typing as npt
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from labctl_sim.lamppost.presets import DEFAULT_SCALE_NODES, lamppost_specs, scale_specs
+from labctl_sim.lamppost.spec import LamppostSpec
 from labctl_sim.world import FloatArray, World, WorldParams, stable_key
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
@@ -111,20 +114,23 @@ class DeviceSpec(_Params):
 
 
 class RigPreset(_Params):
-    """A world and the devices that watch it."""
+    """A world and the devices that watch it (sensors and/or lamppost nodes)."""
 
     name: str
     world: WorldParams = Field(default_factory=WorldParams)
-    devices: tuple[DeviceSpec, ...] = Field(min_length=1)
+    devices: tuple[DeviceSpec, ...] = ()
+    lampposts: tuple[LamppostSpec, ...] = ()
+    """Lamppost nodes (:mod:`labctl_sim.lamppost`), run by the rig beside the devices."""
 
-    @field_validator("devices")
-    @classmethod
-    def _unique(cls, devices: tuple[DeviceSpec, ...]) -> tuple[DeviceSpec, ...]:
-        keys = [d.key for d in devices]
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
+    @model_validator(mode="after")
+    def _unique(self) -> RigPreset:
+        keys = [d.key for d in self.devices] + [n.key for n in self.lampposts]
+        if not keys:
+            raise ValueError("a preset needs at least one device or lamppost")
+        repeated = sorted(k for k, n in Counter(keys).items() if n > 1)
         if repeated:
             raise ValueError(f"device keys must be unique; repeated: {', '.join(repeated)}")
-        return devices
+        return self
 
 
 def pm25_collocation() -> RigPreset:
@@ -210,14 +216,33 @@ def pm25_serial() -> RigPreset:
     )
 
 
-def builtin_presets() -> dict[str, RigPreset]:
-    """The presets shipped with the simulator, by name (a fresh dict on every call)."""
-    return {p.name: p for p in (pm25_collocation(), pm25_serial())}
+def lampposts() -> RigPreset:
+    """Four lamppost nodes of two vendors, one dimming wrongly (the ``lampposts`` preset)."""
+    return RigPreset(name="lampposts", lampposts=lamppost_specs())
 
 
-def load_preset(name_or_path: str) -> RigPreset:
-    """A built-in preset by name, or a preset file (``.json``, ``.yaml``/``.yml``)."""
-    presets = builtin_presets()
+def lampposts_scale(n: int = DEFAULT_SCALE_NODES) -> RigPreset:
+    """``n`` lamppost nodes for load tests (the ``lampposts-scale`` preset)."""
+    return RigPreset(name="lampposts-scale", lampposts=scale_specs(n))
+
+
+def builtin_presets(lamppost_nodes: int = DEFAULT_SCALE_NODES) -> dict[str, RigPreset]:
+    """The presets shipped with the simulator, by name (a fresh dict on every call).
+
+    ``lamppost_nodes`` sizes ``lampposts-scale``.
+    """
+    return {
+        p.name: p
+        for p in (pm25_collocation(), pm25_serial(), lampposts(), lampposts_scale(lamppost_nodes))
+    }
+
+
+def load_preset(name_or_path: str, *, lamppost_nodes: int | None = None) -> RigPreset:
+    """A built-in preset by name, or a preset file (``.json``, ``.yaml``/``.yml``).
+
+    ``lamppost_nodes`` sizes the ``lampposts-scale`` preset (default 100).
+    """
+    presets = builtin_presets(lamppost_nodes or DEFAULT_SCALE_NODES)
     if name_or_path in presets:
         return presets[name_or_path]
     path = Path(name_or_path)

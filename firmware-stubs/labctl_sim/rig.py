@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl_sim.device import DeviceClock, DeviceEvent, DeviceOptions, Endpoint, SimDevice
+from labctl_sim.lamppost.fleet import LamppostFleet
 from labctl_sim.models import RigPreset, pm25_collocation
 from labctl_sim.serial_device import SerialSimDevice, link_name
 from labctl_sim.world import World
@@ -60,6 +61,8 @@ class Rig:
         self.world = World(config.seed, config.start, span, config.preset.world)
         self.devices: list[SimDevice] = []
         self.serial_devices: list[SerialSimDevice] = []
+        self.fleet: LamppostFleet | None = None
+        """The preset's lamppost nodes (all in this loop), once :meth:`run` started."""
         self._on_event = on_event
 
     async def run(self, stop: asyncio.Event) -> dict[str, dict[str, object]]:
@@ -77,6 +80,11 @@ class Rig:
             if spec.uart is None
         ]
         self.serial_devices = self._serial_devices(clock)
+        if cfg.preset.lampposts:
+            self.fleet = LamppostFleet(
+                cfg.preset.lampposts, self.world, clock, endpoint, seed=cfg.seed,
+                span_s=self.world.span_s, options=options, on_event=self._on_event,
+            )
         try:
             for sd in self.serial_devices:
                 sd.plug()
@@ -89,6 +97,8 @@ class Rig:
                     tg.create_task(device.run(stop), name=device.key)
                 for sd in self.serial_devices:
                     tg.create_task(sd.run(stop), name=sd.key)
+                if self.fleet is not None:
+                    tg.create_task(self.fleet.run(stop), name="lampposts")
         finally:
             if cfg.stats_path is not None:
                 await asyncio.to_thread(write_stats, cfg.stats_path, self.stats())
@@ -112,6 +122,8 @@ class Rig:
             out[d.key] = d.stats.as_dict()
         for sd in self.serial_devices:
             out[sd.key] = sd.stats.as_dict()
+        if self.fleet is not None:
+            out.update(self.fleet.stats())
         return out
 
 
