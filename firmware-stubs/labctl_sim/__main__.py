@@ -56,7 +56,8 @@ async def _run(rig: Rig) -> None:
 )
 @click.option(
     "--start", default=None,
-    help="Device-clock time at start, ISO 8601 (default: now, rounded down to the minute).",
+    help="Device-clock time at start, ISO 8601 (default: now, rounded down to the minute); "
+         "'now': the wall clock when the devices start (at speed 1 device time = wall time).",
 )
 @click.option("--until", default=None, help="Stop producing after this device time, e.g. 30d.")
 @click.option("--batch", default=60, show_default=True, type=click.IntRange(1, 10_000),
@@ -69,6 +70,8 @@ async def _run(rig: Rig) -> None:
 @click.option("--lampposts", "lamppost_nodes", default=None, type=click.IntRange(1, 10_000),
               envvar="LABCTL_SIM_LAMPPOSTS",
               help="Nodes of the lampposts-scale preset [default: 100; env LABCTL_SIM_LAMPPOSTS].")
+@click.option("--register", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Scene dataset whose signboard register AI boxes enroll (signboard-boxes).")
 @click.option("--flush-timeout", default=10.0, show_default=True, type=float,
               help="Seconds to keep delivering buffered samples after SIGTERM.")
 @click.option("--serial-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
@@ -80,7 +83,8 @@ async def _run(rig: Rig) -> None:
 def main(
     host: str, port: int, seed: int, speed: float, start: str | None, until: str | None,
     batch: int, stats_path: Path | None, preset: str, lamppost_nodes: int | None,
-    flush_timeout: float, serial_dir: Path | None, serial_ports: Path | None, log_level: str,
+    register: Path | None, flush_timeout: float, serial_dir: Path | None,
+    serial_ports: Path | None, log_level: str,
 ) -> None:
     """Run the simulated devices of a rig over MQTT (labctl/1) until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -89,13 +93,20 @@ def main(
         until_s = parse_duration(until) if until is not None else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    start_ts = (
-        _parse_start(start) if start is not None
-        else float(int(datetime.now(UTC).timestamp()) // 60 * 60)
-    )
+    if rig_preset.aiboxes and register is None:
+        raise click.UsageError(f"preset {preset!r} has AI boxes: give --register DATASET")
+    start_now = start == "now"
+    if start_now:
+        start_ts = datetime.now(UTC).timestamp()
+    elif start is not None:
+        start_ts = _parse_start(start)
+    else:
+        start_ts = float(int(datetime.now(UTC).timestamp()) // 60 * 60)
     config = RigConfig(
-        host=host, port=port, start=start_ts, seed=seed, speed=speed, until_s=until_s,
+        host=host, port=port, start=start_ts, start_now=start_now, seed=seed, speed=speed,
+        until_s=until_s,
         preset=rig_preset, stats_path=stats_path, serial_dir=serial_dir, serial_ports=serial_ports,
+        register=register,
         device=DeviceOptions(batch=batch, flush_timeout_s=flush_timeout),
     )
     rig = Rig(config, on_event=_print_event)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from labctl_sim.aibox.spec import BoxSpec, default_boxes
 from labctl_sim.lamppost.presets import DEFAULT_SCALE_NODES, lamppost_specs, scale_specs
 from labctl_sim.lamppost.spec import LamppostSpec
 from labctl_sim.world import FloatArray, World, WorldParams, stable_key
@@ -121,10 +122,16 @@ class RigPreset(_Params):
     devices: tuple[DeviceSpec, ...] = ()
     lampposts: tuple[LamppostSpec, ...] = ()
     """Lamppost nodes (:mod:`labctl_sim.lamppost`), run by the rig beside the devices."""
+    aiboxes: tuple[BoxSpec, ...] = ()
+    """Vendor AI camera boxes (:mod:`labctl_sim.aibox`); they need the rig's ``register``."""
 
     @model_validator(mode="after")
     def _unique(self) -> RigPreset:
-        keys = [d.key for d in self.devices] + [n.key for n in self.lampposts]
+        keys = (
+            [d.key for d in self.devices]
+            + [n.key for n in self.lampposts]
+            + [b.key for b in self.aiboxes]
+        )
         if not keys:
             raise ValueError("a preset needs at least one device or lamppost")
         repeated = sorted(k for k, n in Counter(keys).items() if n > 1)
@@ -221,6 +228,12 @@ def lampposts() -> RigPreset:
     return RigPreset(name="lampposts", lampposts=lamppost_specs())
 
 
+def signboard_boxes() -> RigPreset:
+    """Two vendors' AI boxes for signboard identification (the ``signboard-boxes`` preset):
+    VisionX SignSight Edge S1 (fast) and CityVision UrbanEye Pro (robust)."""
+    return RigPreset(name="signboard-boxes", aiboxes=tuple(default_boxes()))
+
+
 def lampposts_scale(n: int = DEFAULT_SCALE_NODES) -> RigPreset:
     """``n`` lamppost nodes for load tests (the ``lampposts-scale`` preset)."""
     return RigPreset(name="lampposts-scale", lampposts=scale_specs(n))
@@ -233,7 +246,13 @@ def builtin_presets(lamppost_nodes: int = DEFAULT_SCALE_NODES) -> dict[str, RigP
     """
     return {
         p.name: p
-        for p in (pm25_collocation(), pm25_serial(), lampposts(), lampposts_scale(lamppost_nodes))
+        for p in (
+            pm25_collocation(),
+            pm25_serial(),
+            lampposts(),
+            lampposts_scale(lamppost_nodes),
+            signboard_boxes(),
+        )
     }
 
 

@@ -32,6 +32,11 @@ class RigConfig:
     port: int
     start: float
     """Device-clock epoch seconds at the moment the rig starts."""
+    start_now: bool = False
+    """Start the device clock at the wall-clock time :meth:`Rig.run` starts instead (``start``
+    then only places the world): at speed 1 device time is the wall clock, to the
+    millisecond, however long the process took to start, so a lab can measure latency from
+    the devices' time stamps."""
     seed: int = 42
     speed: float = 1.0
     """Device seconds per real second."""
@@ -44,6 +49,8 @@ class RigConfig:
     """Where serial simulators keep their stable links (needed when the preset has any)."""
     serial_ports: Path | None = None
     """Where to write the ports file (links, drivers, clock) once the ptys exist."""
+    register: Path | None = None
+    """A scene dataset whose signboard register the preset's AI boxes enroll."""
 
 
 class Rig:
@@ -64,6 +71,7 @@ class Rig:
         self.fleet: LamppostFleet | None = None
         """The preset's lamppost nodes (all in this loop), once :meth:`run` started."""
         self._on_event = on_event
+        self._box_stats: dict[str, dict[str, object]] = {}
 
     async def run(self, stop: asyncio.Event) -> dict[str, dict[str, object]]:
         """Run every device until ``stop`` is set and they have shut down; return the stats.
@@ -71,7 +79,7 @@ class Rig:
         The stats file (if configured) is written however the run ends.
         """
         cfg = self.config
-        clock = DeviceClock.starting_now(cfg.start, cfg.speed)
+        clock = DeviceClock.starting_now(time.time() if cfg.start_now else cfg.start, cfg.speed)
         options = dataclasses.replace(cfg.device, until_s=cfg.until_s)
         endpoint = Endpoint(cfg.host, cfg.port)
         self.devices = [
@@ -99,6 +107,8 @@ class Rig:
                     tg.create_task(sd.run(stop), name=sd.key)
                 if self.fleet is not None:
                     tg.create_task(self.fleet.run(stop), name="lampposts")
+                if cfg.preset.aiboxes:
+                    tg.create_task(self._run_boxes(stop), name="aiboxes")
         finally:
             if cfg.stats_path is not None:
                 await asyncio.to_thread(write_stats, cfg.stats_path, self.stats())
@@ -114,6 +124,18 @@ class Rig:
             if self.config.serial_dir is not None
         ]
 
+    async def _run_boxes(self, stop: asyncio.Event) -> None:
+        # OpenCV is imported only by rigs that have AI boxes.
+        from labctl_sim.aibox.run import run_boxes
+
+        cfg = self.config
+        if cfg.register is None:
+            raise ValueError(f"preset {cfg.preset.name!r} has AI boxes: give --register DATASET")
+        self._box_stats = await run_boxes(
+            cfg.host, cfg.port, cfg.register, list(cfg.preset.aiboxes), stop,
+            on_event=self._on_event,
+        )
+
     def stats(self) -> dict[str, dict[str, object]]:
         """Per device key: sessions (first_seq, last_seq, count), published, produced, …"""
         out: dict[str, dict[str, object]] = {}
@@ -124,6 +146,7 @@ class Rig:
             out[sd.key] = sd.stats.as_dict()
         if self.fleet is not None:
             out.update(self.fleet.stats())
+        out.update(self._box_stats)
         return out
 
 

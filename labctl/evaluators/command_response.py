@@ -112,6 +112,9 @@ class CommandResponseOptions(BaseModel):
     settle_s: float = Field(default=2.0, ge=0)
     """Wall seconds after a response before power readings count (the luminaire ramping)."""
     power: PowerCurve | None = None
+    power_by_model: dict[str, PowerCurve] = Field(default_factory=dict)
+    """Curves per device model (manifest ``model``), for trials comparing luminaires;
+    ``power`` is used for models not listed."""
     """The nameplate curve; without it dimming accuracy is not computed."""
     power_channel: str = "power"
     dimming_op: str = "set_level"
@@ -154,7 +157,7 @@ class CommandResponseEvaluator:
         self.criteria = dict(criteria)
         check_criteria(self.name, self.criteria, KNOWN_CRITERIA)
         dimming = [k for k in self.criteria if k in DIMMING_METRICS]
-        if dimming and self.options.power is None:
+        if dimming and self.options.power is None and not self.options.power_by_model:
             raise ValueError(
                 f"{self.name}: criteria on {', '.join(dimming)} need the luminaire's power "
                 "curve in options, e.g. 'power: {rated_w: 120, standby_w: 3, gamma: 1.0}'"
@@ -216,14 +219,16 @@ class CommandResponseEvaluator:
         notes = list(self._windows.notes)
         windows = self._windows.windows()
         opts = self.options
-        if opts.power is None:
+        curves = {"": opts.power} if opts.power is not None else {}
+        curves.update(opts.power_by_model)
+        if not curves:
             notes.append("no power curve in options: dimming accuracy not computed")
-        else:
-            p = opts.power
+        for model, p in curves.items():
             notes.append(
-                f"dimming level inferred from the median {opts.power_channel} reading "
-                f"arriving ≥ {opts.settle_s:g} s after each {opts.dimming_op} response, by "
-                f"inverting P = {p.standby_w:g} W + {p.rated_w:g} W · (L/100)^{p.gamma:g} "
+                f"dimming level{f' of {model}' if model else ''} inferred from the median "
+                f"{opts.power_channel} reading arriving ≥ {opts.settle_s:g} s after each "
+                f"{opts.dimming_op} response, by inverting P = {p.standby_w:g} W + "
+                f"{p.rated_w:g} W · (L/100)^{p.gamma:g} "
                 "(nameplate curve; a driver's losses are approximated)"
             )
         if self._added:
@@ -299,14 +304,15 @@ class CommandResponseEvaluator:
         for i, c in enumerate(cmds):
             latency = None if c.status == "timeout" else c.finished_at - c.published_at
             error: float | None = None
-            if self._is_dimming(c):
+            curve = self._curve(key)
+            if curve is not None and self._is_dimming(c):
                 lo = c.finished_at + self.options.settle_s
                 hi = cmds[i + 1].published_at if i + 1 < len(cmds) else math.inf
                 hi = min(hi, next((w.end_at for w in windows if w.end_at > lo), math.inf))
                 sel = watts[np.searchsorted(at, lo, "right") : np.searchsorted(at, hi, "left")]
-                if sel.size and self.options.power is not None:
+                if sel.size:
                     level = float(c.params[self.options.level_param])
-                    error = self.options.power.level(float(np.median(sel))) - level
+                    error = curve.level(float(np.median(sel))) - level
                 else:
                     unjudged += 1
             out.append(
@@ -321,8 +327,13 @@ class CommandResponseEvaluator:
             )
         return out
 
+    def _curve(self, key: str) -> PowerCurve | None:
+        subject = self.subjects.get(key)
+        model = subject.model if subject is not None else ""
+        return self.options.power_by_model.get(model, self.options.power)
+
     def _is_dimming(self, c: CommandObserved) -> bool:
-        if self.options.power is None or c.op != self.options.dimming_op:
+        if c.op != self.options.dimming_op:
             return False
         level = c.params.get(self.options.level_param)
         if not isinstance(level, int | float) or isinstance(level, bool):

@@ -65,7 +65,7 @@ BASELINE: Final = Conditions()
 # The default sweep of each condition; its first value is the benign baseline.
 DEFAULT_SWEEPS: Final[Mapping[ConditionName, tuple[float, ...]]] = {
     "blur": (0.0, 1.0, 2.0, 3.0, 4.0),
-    "light": (1.0, 0.6, 0.3, 0.15),
+    "light": (1.0, 0.5, 0.25, 0.1, 0.05),
     "noise": (0.0, 5.0, 10.0, 20.0, 30.0),
     "rain": (0.0, 0.25, 0.5, 1.0),
     "occlusion": (0.0, 0.1, 0.25, 0.4, 0.6),

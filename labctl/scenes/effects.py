@@ -18,7 +18,7 @@ FloatImage = NDArray[np.float32]
 Mask = NDArray[np.bool_]
 
 JPEG_QUALITY: Final = 90
-LIT_SIGNBOARD: Final = 0.3  # how much of its daylight brightness a signboard keeps as its own light
+LIT_SIGNBOARD: Final = 0.1  # how much of its daylight brightness a signboard keeps as its own light
 # Irwin–Hall: the sum of four uniform bytes has this standard deviation (√(4·(256²−1)/12)).
 _IRWIN_HALL_STD: Final = math.sqrt(4 * (256**2 - 1) / 12)
 

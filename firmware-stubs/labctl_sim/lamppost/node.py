@@ -40,6 +40,11 @@ Network faults
     window ends, then reconnects with a new session. With store and forward it keeps the
     samples taken meanwhile (old session, continuing seq) and uploads them as batches; without
     it they are discarded. The message-loss fault never sends some samples (seq gaps).
+
+Network conditions (:mod:`labctl_sim.lamppost.network`)
+    Loss, delay and jitter the lab sets for the whole rig while it runs: a sample may be lost
+    (seq gap) or held until its due time plus the delay; a final response may be lost; every
+    response waits for the delay. They add to the node's own faults.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ from labctl_sim.lamppost.commands import (
 )
 from labctl_sim.lamppost.faults import FaultPlan
 from labctl_sim.lamppost.model import CHANNEL_NAMES, CHANNELS, LamppostModel, NodeSamples
+from labctl_sim.lamppost.network import NetworkLink, SharedConditions
 from labctl_sim.lamppost.schedule import ScheduleParams
 from labctl_sim.lamppost.spec import LamppostSpec
 from labctl_sim.lamppost.stats import NodeStats
@@ -123,13 +129,18 @@ class LamppostNode:
         span_s: float,
         options: DeviceOptions | None = None,
         on_event: Callable[[DeviceEvent], None] | None = None,
+        conditions: SharedConditions | None = None,
     ) -> None:
+        """``conditions``: the network conditions of the rig (None: a perfect link)."""
         self.spec = spec
         self.clock = clock
         self.endpoint = endpoint
         self.options = options or DeviceOptions()
         self.model = LamppostModel(spec, world, clock.start, seed)
         self.faults = FaultPlan(spec.faults, seed, spec.key, span_s)
+        self.link = NetworkLink(conditions or SharedConditions(), seed, spec.key)
+        self._response_release = 0.0
+        """Monotonic time the last delayed response leaves (responses leave in order)."""
         self.stats = NodeStats()
         self._on_event = on_event or (lambda _e: None)
         self._buffer = SampleBuffer(self.options.capacity)
@@ -297,6 +308,8 @@ class LamppostNode:
             self._seq += 1  # a sample that is never sent still uses its seq: the lab sees a gap
             if self.faults.lost(k):
                 self.stats.lost += 1
+            elif self.link.lost(k):
+                self.stats.lost_network += 1
             elif not keep:
                 self.stats.discarded_offline += 1
             elif not self._buffer.push(Buffered(k, session, seq, ts, tuple(row))):
@@ -413,6 +426,11 @@ class LamppostNode:
                 if not self._buffer or loop.time() >= flush_until:
                     return
             batch = self._buffer.front(self.options.batch)
+            if batch and self.link.conditions.delaying:
+                batch, wait = self._released(batch, time.monotonic())
+                if not batch:
+                    await asyncio.sleep(min(wait, max(0.0, self._remaining())))
+                    continue
             if batch:
                 timeout = min(self.options.publish_timeout_s, max(0.05, self._remaining()))
                 await client.publish(
@@ -430,6 +448,21 @@ class LamppostNode:
                     return
             self._wake.clear()
             await self._wake.wait()
+
+    def _released(self, batch: list[Buffered], now: float) -> tuple[list[Buffered], float]:
+        """The front of ``batch`` whose network delay is over, and how long until the next.
+
+        A sample leaves at its due time (on the monotonic clock the device clock runs on)
+        plus its delay, so a sample that waited in the buffer (an outage, a backlog) does not
+        wait again, and samples pipeline like packets on a slow link.
+        """
+        clock, model = self.clock, self.model
+        for i, b in enumerate(batch):
+            due = clock.t0 + clock.real_seconds(model.sample_time(b.k) - clock.start)
+            wait = due + self.link.telemetry_delay_s(b.k) - now
+            if wait > 0:
+                return batch[:i], wait
+        return batch, 0.0
 
     async def _reboot_cycle(self) -> None:
         lost = len(self._buffer)
@@ -495,7 +528,7 @@ class LamppostNode:
             if self.faults.drop_response(req.id, known.attempts):
                 self.stats.responses_dropped += 1
                 return
-            self._background(self._respond(req.id, known.final))
+            self._background(self._respond(req.id, known.final, f"final-{known.attempts}"))
             return
         record = self._remember(req.id)
         try:
@@ -533,7 +566,11 @@ class LamppostNode:
         task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, req: CommandRequest, params: BaseModel, record: _Command) -> None:
-        await self._respond(req.id, _response(req.id, "accepted"))
+        accepted = _response(req.id, "accepted")
+        if self.link.conditions.delaying:  # in transit while the node carries it out
+            self._background(self._respond(req.id, accepted, "accepted"))
+        else:
+            await self._respond(req.id, accepted, "accepted")
         delay = self.spec.command_latency_s + self.spec.faults.command_delay_s
         if isinstance(params, NoopParams):
             delay += params.delay_ms / 1000.0
@@ -546,7 +583,7 @@ class LamppostNode:
         if self.faults.drop_response(req.id, record.attempts):
             self.stats.responses_dropped += 1
         else:
-            await self._respond(req.id, record.final)
+            await self._respond(req.id, record.final, f"final-{record.attempts}")
         if req.op == "reboot":
             self._rebooting, self._powered = True, False
             self._wake.set()
@@ -585,7 +622,19 @@ class LamppostNode:
             return {"session": self._session}
         raise AssertionError(f"validated operation {op!r} has no handler")
 
-    async def _respond(self, cid: str, body: bytes) -> None:
+    async def _respond(self, cid: str, body: bytes, label: str = "reply") -> None:
+        """Publish a response through the rig's network conditions; ``label`` says which
+        answer to ``cid`` it is (``accepted``, ``final-{attempt}``), for the draws."""
+        if label != "accepted" and self.link.drop_response(cid, label):
+            self.stats.responses_dropped_network += 1
+            return
+        if self.link.conditions.delaying:
+            now = time.monotonic()
+            release = max(
+                now + self.link.response_delay_s(cid, label), self._response_release + 1e-6
+            )
+            self._response_release = release
+            await asyncio.sleep(release - now)
         client = self._client
         if client is None:
             self.stats.responses_lost += 1

@@ -33,6 +33,10 @@ class NodeStats(DeviceStats):
     """Final responses the drop-response fault withheld."""
     responses_lost: int = 0
     """Responses that could not be published (no connection)."""
+    lost_network: int = 0
+    """Samples the rig's network conditions lost (never sent; their seq left a gap)."""
+    responses_dropped_network: int = 0
+    """Final responses the rig's network conditions lost."""
 
     def as_dict(self) -> dict[str, object]:
         """The JSON shape written to the stats file."""
@@ -44,6 +48,7 @@ class NodeStats(DeviceStats):
                     "lost", "discarded_offline", "lost_reboot", "outages", "reboots",
                     "requests", "executed", "rejected", "expired", "duplicates",
                     "ignored_rebooting", "responses_dropped", "responses_lost",
+                    "lost_network", "responses_dropped_network",
                 )
             }
         )
