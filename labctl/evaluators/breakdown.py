@@ -26,6 +26,10 @@ DEFAULT_EDGES: Final[Mapping[str, tuple[float, ...]]] = MappingProxyType(
         "occlusion": (0.2, 0.4),
         "angle": (20.0, 40.0),
         "size": (40.0, 80.0),
+        # Measured on live camera frames (grey levels; sharpness: variance of the Laplacian).
+        "brightness": (60.0, 120.0),
+        "contrast": (20.0, 40.0),
+        "sharpness": (50.0, 200.0),
     }
 )
 """Bin edges used when a spec names a condition without giving ``bins``."""

@@ -74,7 +74,17 @@ class _Category(_In):
     name: str
 
 
+class _Plan(_In):
+    mode: str = ""
+    baseline: dict[str, float] | None = None
+
+
+class _Info(_In):
+    conditions: _Plan | None = None
+
+
 class _GroundTruth(_In):
+    info: _Info | None = None
     images: list[_Image]
     annotations: list[_Annotation] = Field(default_factory=list)
     categories: list[_Category] = Field(min_length=1)
@@ -108,6 +118,9 @@ class CocoGroundTruth:
     boxes: GtBoxes
     register_id: tuple[str | None, ...]
     notes: tuple[str, ...] = ()
+    baseline: Mapping[str, float] | None = None
+    """The benign value of each condition when the dataset sweeps one condition at a time
+    (``labctl scenes make --conditions grid``); None otherwise."""
 
     @property
     def n_images(self) -> int:
@@ -139,6 +152,7 @@ class CocoGroundTruth:
         new_image = np.repeat(np.arange(images.size, dtype=np.int64), n)
         return CocoGroundTruth(
             source=self.source,
+            baseline=self.baseline,
             image_ids=self.image_ids[images],
             width=self.width[images],
             height=self.height[images],
@@ -271,8 +285,10 @@ def parse_ground_truth(doc: Any, source: str) -> CocoGroundTruth:
     keep = np.flatnonzero((img >= 0) & (cat >= 0))
     bbox = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
     area = np.array([a["area"] if "area" in a else a["bbox"][2] * a["bbox"][3] for a in anns])
+    plan = gt.info.conditions if gt.info is not None else None
     return CocoGroundTruth(
         source=source,
+        baseline=plan.baseline if plan is not None and plan.mode == "grid" else None,
         image_ids=image_ids,
         width=np.array([math.nan if im.width is None else im.width for im in ordered]),
         height=np.array([math.nan if im.height is None else im.height for im in ordered]),

@@ -18,6 +18,10 @@ each device answers with its detections. The evaluator judges each device by the
   excluded, as are objects with a non-finite score or box (``bad_values``).
 * Latency is the time from presentation to the first answer (controller clock), including late
   answers; ``latency_p50/p95/p99`` are numpy's linear percentiles, in seconds.
+* Conditions the controller measured on a presented frame (a
+  :class:`~labctl.observations.FrameConditions`, e.g. a live camera frame's ``brightness``,
+  ``contrast``, ``sharpness``) join that image's conditions, so the breakdown can bin by them;
+  a measured value replaces an annotated one of the same name.
 
 Metrics per device: COCO ``ap`` (AP@[.5:.95]), ``ap50``, ``ap75``, ``ar100`` and the other
 pycocotools figures (see :mod:`labctl.evaluators.coco`), the operating point ``precision``,
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -53,7 +58,12 @@ from labctl.evaluators.detection_scoring import (
     score_subject,
 )
 from labctl.evaluators.result import EvaluationResult, SubjectResult
-from labctl.observations import DetectionsObserved, FramePresented, Observation
+from labctl.observations import (
+    DetectionsObserved,
+    FrameConditions,
+    FramePresented,
+    Observation,
+)
 from labctl.trial.criteria import Criterion
 from labctl.trial.spec import TrialSpec
 
@@ -126,6 +136,12 @@ class DetectionAccuracyEvaluator:
             "operating point (precision, recall, F1, identification): every reported detection "
             f"counts, matched greedily by score at IoU ≥ {iou:g}; crowd regions are ignored"
         )
+        if ground_truth.baseline:
+            self._notes.append(
+                "the dataset sweeps one condition at a time: each condition's breakdown uses "
+                "the images whose other conditions are at the baseline "
+                + ", ".join(f"{k} {v:g}" for k, v in ground_truth.baseline.items())
+            )
         self.settings = Settings(
             criteria=crit,
             bins=condition_bins(conditions, bins, self._notes),
@@ -142,6 +158,8 @@ class DetectionAccuracyEvaluator:
         self._open = not subjects
         self._frames = FrameLog()
         self._ignored: Counter[str] = Counter()
+        self._measured: dict[int, dict[str, float]] = {}
+        """Conditions measured on presented frames (live camera), by image id."""
 
     @classmethod
     def from_spec(cls, spec: TrialSpec, subjects: Sequence[Subject]) -> DetectionAccuracyEvaluator:
@@ -175,9 +193,13 @@ class DetectionAccuracyEvaluator:
         """Readings are not judged by this evaluator: ignored."""
 
     def observe(self, obs: Observation) -> None:
-        """Take a presented frame or a device's detections; other observations are ignored."""
+        """Take a presented frame, its measured conditions or a device's detections; other
+        observations are ignored."""
         if isinstance(obs, FramePresented):
             self._frames.present(obs)
+        elif isinstance(obs, FrameConditions):
+            # The first measurement of an image counts, like its first presentation.
+            self._measured.setdefault(obs.image_id, dict(obs.conditions))
         elif isinstance(obs, DetectionsObserved):
             if self._open:
                 self.subjects.setdefault(obs.subject, _subject(obs.subject))
@@ -191,6 +213,8 @@ class DetectionAccuracyEvaluator:
         notes = list(self._notes)
         frames = self._frames
         view, order = evaluated_frames(self.gt, frames)
+        if self._measured:
+            view = with_measured(view, self._measured, notes)
         lost = len(frames.frames) - len(order)
         notes.append(
             f"{len(frames.frames)} frames presented, {len(order)} evaluated"
@@ -227,6 +251,26 @@ class DetectionAccuracyEvaluator:
         result: SubjectResult = score_subject(data, self.settings)
         notes = [*self._notes, *detections.notes, *(f"rule: {r}" for r in OFFLINE_RULES)]
         return EvaluationResult(evaluator=self.name, subjects=[result], notes=notes)
+
+
+def with_measured(
+    gt: CocoGroundTruth, measured: Mapping[int, Mapping[str, float]], notes: list[str]
+) -> CocoGroundTruth:
+    """``gt`` with the conditions measured on each image's frame merged into the image's
+    conditions (a measured value replaces an annotated one of the same name; noted)."""
+    merged, clashes = [], set()
+    for image_id, cond in zip(gt.image_ids.tolist(), gt.conditions, strict=True):
+        extra = measured.get(int(image_id))
+        if extra is None:
+            merged.append(cond)
+            continue
+        clashes.update(k for k in extra if k in cond)
+        merged.append({**cond, **extra})
+    if clashes:
+        notes.append(
+            f"measured {', '.join(sorted(clashes))} replaced the annotation file's values"
+        )
+    return replace(gt, conditions=tuple(merged))
 
 
 def _subject(key: str) -> Subject:

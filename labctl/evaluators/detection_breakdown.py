@@ -32,8 +32,9 @@ from labctl.evaluators.coco import BoolArray, FloatArray
 from labctl.evaluators.result import BinResult, Limitation
 from labctl.trial.criteria import Criterion
 
-HARSH_LOW: Final = frozenset({"light", "size"})
-"""Conditions whose harsh end is the low end (dark scenes, small signboards)."""
+HARSH_LOW: Final = frozenset({"light", "size", "brightness", "contrast", "sharpness"})
+"""Conditions whose harsh end is the low end (dark scenes, small signboards; dark, flat or
+blurred camera frames)."""
 
 MIN_OBJECTS_TO_JUDGE = 10
 """A bin with fewer ground-truth objects is shown but not judged."""

@@ -95,6 +95,29 @@ def _percentiles(values: FloatArray) -> list[float | None]:
     return [float(x) for x in np.percentile(finite, [50.0, 95.0, 99.0])]
 
 
+def _one_factor_at_a_time(
+    gt: CocoGroundTruth, values: dict[str, FloatArray]
+) -> dict[str, FloatArray]:
+    """On a grid dataset each image varies one condition from the baseline; binning every
+    image by one condition would mix in the others' harsh values (a dark image lands in the
+    "no blur" bin). So a condition's breakdown keeps the images whose other conditions are
+    at the baseline: the rest get NaN for it, which is in no bin."""
+    assert gt.baseline is not None
+    names = list(gt.baseline)
+    table = np.array(
+        [[float(c.get(n, math.nan)) for n in names] for c in gt.conditions], dtype=np.float64
+    ).reshape(-1, len(names))
+    at_base = np.isclose(table, np.array([gt.baseline[n] for n in names]))
+    out = {}
+    for cond, v in values.items():
+        if cond not in gt.baseline:
+            out[cond] = v
+            continue
+        others = np.delete(at_base, names.index(cond), axis=1).all(axis=1)
+        out[cond] = np.where(others, v, math.nan)
+    return out
+
+
 def score_subject(data: SubjectData, settings: Settings) -> SubjectResult:
     """Every metric, criterion outcome, breakdown bin and limitation of one subject."""
     gt, dt = data.gt, data.dt
@@ -163,6 +186,8 @@ def score_subject(data: SubjectData, settings: Settings) -> SubjectResult:
         cond: np.array([float(c.get(cond, math.nan)) for c in gt.conditions], dtype=np.float64)
         for cond in settings.bins
     }
+    if gt.baseline:
+        cond_values = _one_factor_at_a_time(gt, cond_values)
     key = data.subject.key
     bins, limitations = breakdown(
         key, cond_values, settings.bins, metrics_for, settings.criteria, UNITS

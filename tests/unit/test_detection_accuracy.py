@@ -371,3 +371,34 @@ def test_bins_with_few_objects_are_shown_not_judged() -> None:
     assert by["blur σ ≥ 3 px"].failed == ["recall", "ap50"]  # ap50 missing: never holds
     assert by["1 px ≤ blur σ < 2 px"].metrics["images"] == 0
     assert [x.bin for x in lims] == ["blur σ ≥ 3 px"]
+
+
+def test_grid_datasets_are_broken_down_one_factor_at_a_time() -> None:
+    import math
+
+    import numpy as np
+
+    from labctl.evaluators.coco_data import parse_ground_truth
+    from labctl.evaluators.detection_scoring import _one_factor_at_a_time
+
+    conds = [
+        {"blur": 0.0, "light": 1.0},  # the baseline
+        {"blur": 3.0, "light": 1.0},  # the blur sweep
+        {"blur": 0.0, "light": 0.1},  # the light sweep: must not land in a blur bin
+        {"blur": 3.0, "light": 0.1},  # not a grid point: in neither breakdown
+    ]
+    doc = {
+        "info": {"conditions": {"mode": "grid", "baseline": {"blur": 0.0, "light": 1.0}}},
+        "images": [{"id": i + 1, "conditions": c} for i, c in enumerate(conds)],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "signboard"}],
+    }
+    gt = parse_ground_truth(doc, "grid.json")
+    assert gt.baseline == {"blur": 0.0, "light": 1.0}
+    raw = {k: np.array([c[k] for c in conds]) for k in ("blur", "light")}
+    out = _one_factor_at_a_time(gt, raw)
+    assert [x if not math.isnan(x) else None for x in out["blur"]] == [0.0, 3.0, None, None]
+    assert [x if not math.isnan(x) else None for x in out["light"]] == [1.0, None, 0.1, None]
+    # Sampled datasets keep the marginal breakdown.
+    doc["info"] = {"conditions": {"mode": "sample", "baseline": {"blur": 0.0}}}
+    assert parse_ground_truth(doc, "sampled.json").baseline is None
