@@ -186,10 +186,18 @@ def judge_breakdown(
         symbol, unit = condition_symbol(b.condition)
         where = f"{symbol} ≥ {_q(b.lower, unit)}"
     fails = failing[first]
+    text = limitation_text(subject, fails, where)
+    if not any(rows[i].n >= min_n for i in range(first)):
+        # It fails in the most benign bin judged: the condition is not what stops it.
+        text = limitation_text(subject, fails, "").removesuffix(" when ") + (
+            f" in every condition judged (from {b.label})"
+            if all(failing[i] for i in judged_after)
+            else f" even when {b.label}"
+        )
     return results, Limitation(
         subject=subject,
         condition=b.condition,
         bin=where,
         criteria=[f[0] for f in fails],
-        text=limitation_text(subject, fails, where),
+        text=text,
     )

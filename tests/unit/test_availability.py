@@ -288,3 +288,22 @@ def _arrival(o: Observation) -> float:
     if isinstance(o, PresenceObserved | WindowObserved):
         return o.at
     raise AssertionError(o)
+
+
+def test_limitation_words_when_even_the_benign_bin_fails() -> None:
+    from labctl.evaluators.condition_bins import BinFigures, ConditionBin, judge_breakdown
+    from labctl.trial.criteria import Criterion
+
+    def rows(values: list[float]) -> list[BinFigures]:
+        return [
+            BinFigures(ConditionBin("loss_pct", f"loss = {x:g} %", x, x, True), 100, {"c": v})
+            for x, v in zip((0, 5, 20), values, strict=True)
+        ]
+
+    crit = {"c": Criterion(min=0.99)}
+    _, lim = judge_breakdown("v/d", rows([0.995, 0.98, 0.90]), crit, {}, 10)
+    assert lim is not None and lim.text.endswith("when loss ≥ 5 %")
+    _, lim = judge_breakdown("v/d", rows([0.98, 0.97, 0.90]), crit, {}, 10)
+    assert lim is not None and lim.text.endswith("in every condition judged (from loss = 0 %)")
+    _, lim = judge_breakdown("v/d", rows([0.98, 0.995, 0.90]), crit, {}, 10)
+    assert lim is not None and lim.text.endswith("even when loss = 0 %")
