@@ -1,12 +1,13 @@
 """Observations: what a trial sees besides readings, as typed immutable records.
 
-Readings (``labctl.readings``) are the hot path and reach evaluators through
-``Evaluator.add``. Everything else a trial observes — command outcomes, presence changes,
-frames the controller presented, detections a device reported, the measured windows — reaches
-evaluators that implement ``observe`` (see ``labctl.evaluators.base.ObservingEvaluator``) as
-one of the records below. Evaluators that implement ``observe`` also receive every reading of
-a measured window as a :class:`ReadingObserved` (with session, seq and arrival time, which
-``add`` does not carry) *instead of* ``add`` calls.
+Readings (``labctl.readings``) are the hot path and reach evaluators through ``Evaluator.add``.
+Everything else a trial observes — command outcomes, presence changes, frames the controller
+presented (and what it measured on them), detections a device reported, the measured windows —
+reaches evaluators that implement ``observe`` (see
+``labctl.evaluators.base.ObservingEvaluator``) as one of the records below. Evaluators that
+implement ``observe`` also receive every reading of a measured window as a
+:class:`ReadingObserved` (with session, seq and arrival time, which ``add`` does not carry)
+*instead of* ``add`` calls.
 
 Times: ``*_at`` fields are controller wall-clock epoch seconds; ``ts`` fields are the device's
 clock (accelerated on a simulated rig).
@@ -94,6 +95,17 @@ class FramePresented:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameConditions:
+    """Conditions the controller measured on a presented frame (e.g. a live camera frame's
+    ``brightness``, ``contrast``, ``sharpness``); they join the image's conditions in the
+    ground truth, so the breakdown can bin by them."""
+
+    image_id: int
+    """The ground truth image id the frame showed (as in :class:`FramePresented`)."""
+    conditions: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionsObserved:
     """A device's detections for one frame."""
 
@@ -122,6 +134,7 @@ Observation = (
     | PresenceObserved
     | CommandObserved
     | FramePresented
+    | FrameConditions
     | DetectionsObserved
     | WindowObserved
 )

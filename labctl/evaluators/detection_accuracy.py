@@ -258,7 +258,8 @@ def with_measured(
 ) -> CocoGroundTruth:
     """``gt`` with the conditions measured on each image's frame merged into the image's
     conditions (a measured value replaces an annotated one of the same name; noted)."""
-    merged, clashes = [], set()
+    merged: list[Mapping[str, float]] = []
+    clashes: set[str] = set()
     for image_id, cond in zip(gt.image_ids.tolist(), gt.conditions, strict=True):
         extra = measured.get(int(image_id))
         if extra is None:
@@ -267,9 +268,7 @@ def with_measured(
         clashes.update(k for k in extra if k in cond)
         merged.append({**cond, **extra})
     if clashes:
-        notes.append(
-            f"measured {', '.join(sorted(clashes))} replaced the annotation file's values"
-        )
+        notes.append(f"measured {', '.join(sorted(clashes))} replaced the annotation file's values")
     return replace(gt, conditions=tuple(merged))
 
 

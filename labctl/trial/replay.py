@@ -1,17 +1,20 @@
 """The ``replay`` stimulus: present each frame of a scene dataset to the devices under test.
 
-For each image the presenter records when it was presented (a
-:class:`~labctl.observations.FramePresented`, before the publish, so latency includes the
-transfer), publishes the JPEG bytes on each device's ``…/stim/{frame}`` topic, and waits until
-every device has answered that frame or the deadline passed. Answers that come later are the
-evaluator's to count as missed deadlines; the presenter does not wait for them.
+:class:`FramePresenter` presents one frame at a time (:meth:`FramePresenter.present_frame`,
+shared with the ``live`` stimulus of :mod:`labctl.trial.live`). For each image the presenter
+records when it was presented (a :class:`~labctl.observations.FramePresented`, before the
+publish, so latency includes the transfer), publishes the JPEG bytes on each device's
+``…/stim/{frame}`` topic, and waits until every device has answered that frame or the deadline
+passed. Answers that come later are the evaluator's to count as missed deadlines; the presenter
+does not wait for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -92,6 +95,16 @@ class FramePresenter:
                 if not pending:
                     self._answered.set()
 
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        """Follow the devices' answers while presenting (joins the controller's listeners)."""
+        self.listeners.append(self._listen)
+        try:
+            yield
+        finally:
+            self.listeners.remove(self._listen)
+            self._waiting.clear()
+
     async def present(self, dataset: Path, stim: ReplayStimulus) -> None:
         """Present every frame (or the first ``stim.limit``) of ``dataset``."""
         if not self.devices:
@@ -105,36 +118,35 @@ class FramePresenter:
             f"presenting {len(frames)} frames to {len(self.devices)} device(s), "
             f"deadline {stim.deadline:g} s"
         )
-        listeners = self.listeners
-        listeners.append(self._listen)
-        try:
+        async with self.listening():
             for f in frames:
                 self.check()
-                await self._one(f, stim)
-        finally:
-            listeners.remove(self._listen)
-            self._waiting.clear()
+                started = time.monotonic()
+                payload = await asyncio.to_thread(f.path.read_bytes)
+                frame = f"{self.run_id}.{f.image_id}"
+                await self.present_frame(frame, f.image_id, payload, stim.deadline)
+                if stim.interval is not None:
+                    rest = stim.interval - (time.monotonic() - started)
+                    if rest > 0:
+                        await asyncio.sleep(rest)
 
-    async def _one(self, f: DatasetFrame, stim: ReplayStimulus) -> None:
-        payload = await asyncio.to_thread(f.path.read_bytes)
-        if len(payload) > MAX_FRAME_BYTES:
-            raise ReplayError(f"{f.path}: {len(payload)} bytes; frames are limited to 8 MiB")
-        frame = f"{self.run_id}.{f.image_id}"
-        self._waiting[frame] = set(self.devices)
+    async def present_frame(
+        self, frame_id: str, image_id: int, jpeg: bytes, deadline: float
+    ) -> None:
+        """Present one frame (inside :meth:`listening`): record a
+        :class:`~labctl.observations.FramePresented`, publish ``jpeg`` to every device, and
+        wait until each answered ``frame_id`` or ``deadline`` seconds passed."""
+        if len(jpeg) > MAX_FRAME_BYTES:
+            raise ReplayError(f"frame {frame_id}: {len(jpeg)} bytes; frames are limited to 8 MiB")
+        self._waiting[frame_id] = set(self.devices)
         self._answered.clear()
-        started = time.monotonic()
-        presented_at = time.time()
-        self.observe(FramePresented(frame, f.image_id, presented_at, stim.deadline))
+        self.observe(FramePresented(frame_id, image_id, time.time(), deadline))
         for ref in self.devices:
-            await self.publish(topics.stimulus(ref.vendor, ref.device, frame), payload, qos=1)
+            await self.publish(topics.stimulus(ref.vendor, ref.device, frame_id), jpeg, qos=1)
         self.presented += 1
         try:
-            await asyncio.wait_for(self._answered.wait(), stim.deadline)
+            await asyncio.wait_for(self._answered.wait(), deadline)
         except TimeoutError:
             pass  # the evaluator counts what is missing or late
         finally:
-            self._waiting.pop(frame, None)
-        if stim.interval is not None:
-            rest = stim.interval - (time.monotonic() - started)
-            if rest > 0:
-                await asyncio.sleep(rest)
+            self._waiting.pop(frame_id, None)

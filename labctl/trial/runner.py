@@ -51,11 +51,12 @@ from labctl.store.records import (
 from labctl.store.runs import RunStore
 from labctl.trial.conditions import ConditionError, RigConditions
 from labctl.trial.datasets import DatasetError, resolve_dataset
+from labctl.trial.live import LiveError, present_live
 from labctl.trial.replay import FramePresenter, ReplayError
 from labctl.trial.router import ReadingRouter
 from labctl.trial.script import ScriptHost, StepFailed, TrialScript, run_steps
 from labctl.trial.selection import Selected, describe_directory, select_devices
-from labctl.trial.spec import LoadedSpec, MeasureStep, ReplayStimulus, WaitStep
+from labctl.trial.spec import LiveStimulus, LoadedSpec, MeasureStep, ReplayStimulus, WaitStep
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class TrialRunner:
         self._serial: SerialRig | None = None
         self._rt: RigRuntime | None = None
         self._t0 = 0.0
+        self._live_steps = 0
 
     def current_evaluation(self) -> EvaluationResult | None:
         """The evaluator's answer on the data measured so far (for live views); None before
@@ -209,6 +211,7 @@ class TrialRunner:
             DeviceBusy,
             SerialRigError,
             ReplayError,
+            LiveError,
             ConditionError,
             DatasetError,
             StepFailed,
@@ -399,6 +402,7 @@ class TrialRunner:
             apply_conditions=conditioner.apply,
             prompt=lambda text, timeout: self._prompt(text, timeout, sim),
             start=t0,
+            live=lambda stim: self._live(presenter, stim),
         )
 
     async def _preflight(
@@ -461,6 +465,17 @@ class TrialRunner:
                 "or 'options: {scenes: {…}}' in the spec"
             )
         return self.dataset
+
+    async def _live(self, presenter: FramePresenter, stim: LiveStimulus) -> None:
+        self._live_steps += 1
+        n = self._live_steps
+        await present_live(
+            presenter,
+            stim,
+            spec_dir=self.loaded.path.parent,
+            step=n,
+            evidence_dir=self.run_dir / (f"live-{n}" if n > 1 else "live"),
+        )
 
     async def _prompt(
         self, text: str, timeout: float | None, sim: SimulatedRig | None  # noqa: ASYNC109

@@ -28,6 +28,8 @@ from labctl.observations import CommandObserved, Observation, WindowObserved
 from labctl.readings import DeviceRef
 from labctl.trial.spec import (
     CommandStep,
+    LiveStep,
+    LiveStimulus,
     MeasureStep,
     Phase,
     PromptStep,
@@ -41,6 +43,10 @@ from labctl.trial.spec import (
 
 class StepFailed(RuntimeError):
     """A step cannot be carried out (e.g. no device has the role it names)."""
+
+
+async def _no_live(stim: LiveStimulus) -> None:
+    raise StepFailed("this rig cannot present live camera frames")
 
 
 @dataclass
@@ -69,6 +75,8 @@ class ScriptHost:
     prompt: Callable[[str, float | None], Awaitable[None]]
     start: float
     """Device time at which the script starts."""
+    live: Callable[[LiveStimulus], Awaitable[None]] = _no_live
+    """Presents what a lab camera sees (see ``labctl.trial.live``)."""
 
 
 @dataclass
@@ -187,6 +195,14 @@ class TrialScript:
         await self.host.replay(stimulus or ReplayStimulus(**kwargs))
         self._catch_up()
 
+    async def live(self, stimulus: LiveStimulus | None = None, **kwargs: Any) -> None:
+        """Present a lab camera's annotated frames to the devices under test (see
+        ``LiveStimulus``), e.g. ``await trial.live(camera="0", annotations="street.json",
+        frames=200)``."""
+        self.host.check()
+        await self.host.live(stimulus or LiveStimulus(**kwargs))
+        self._catch_up()
+
     async def prompt(self, text: str, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Ask the operator to do something physical and wait for the confirmation."""
         self.host.check()
@@ -237,6 +253,8 @@ async def run_step(
         stim = step.stimulus
         if isinstance(stim, ReplayStep):
             await script.replay(stim.replay)
+        elif isinstance(stim, LiveStep):
+            await script.live(stim.live)
         else:
             assert isinstance(stim, SetConditions)
             await script.set_conditions(**stim.set)

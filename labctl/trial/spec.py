@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     StringConstraints,
     Tag,
     ValidationError,
@@ -96,6 +98,58 @@ class ReplayStep(_Spec):
     replay: ReplayStimulus
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+class LiveStimulus(_Spec):
+    """Present what a lab camera sees to the devices under test, frame by frame.
+
+    Each camera frame is identified by its index (position in a video file or image folder,
+    capture number from 0 of a USB camera or stream). A frame is presented only when the
+    annotation file has ground truth for its index; the others are read, counted and passed
+    over (see ``docs/live-trials.md``).
+    """
+
+    camera: str | StrictInt
+    """USB index (``0``), stream URL (``rtsp://…``), video file or image folder (a path
+    ending in ``/``); relative paths are taken from the spec's folder."""
+    annotations: Annotated[str, StringConstraints(min_length=1)]
+    """COCO ground truth (a file, or a folder holding ``annotations.json``), relative to the
+    spec. ``images[].frame_index`` names each image's camera frame; without it an image's
+    ``id`` is the frame index."""
+    frames: int | None = Field(default=None, ge=1)
+    """Present at most this many frames."""
+    duration: Duration | None = None
+    """Present frames for at most this long (wall time from the first frame)."""
+    every: int = Field(default=1, ge=1)
+    """Consider every k-th frame only (frame index divisible by ``every``)."""
+    deadline: Duration = 2.0
+    """How long after presentation a detection still counts (wall time)."""
+    record: bool = False
+    """Keep the presented frames as evidence: a JPEG sequence and ``index.jsonl`` (times,
+    brightness, contrast, sharpness) in the run directory."""
+    fps: float | None = Field(default=None, gt=0, le=1000)
+    """Read a video file or image folder at this rate, like a camera (default: as fast as
+    the presentation takes them, no frame dropped). A USB camera is asked for this rate."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LiveStimulus:
+        cam = self.camera
+        if isinstance(cam, int) and cam < 0:
+            raise ValueError(f"camera: a USB camera index is 0 or more, not {cam}")
+        if isinstance(cam, str) and not cam.strip():
+            raise ValueError("camera: give a USB index, a stream URL, a video file or a folder")
+        if self.fps is not None and isinstance(cam, str) and _URL.match(cam):
+            raise ValueError("fps paces video files and folders; a stream delivers at its own rate")
+        return self
+
+
+class LiveStep(_Spec):
+    """Present camera frames (``stimulus: {live: …}``)."""
+
+    live: LiveStimulus
+
+
 class SetConditions(_Spec):
     """Set conditions of the rig for the following steps (e.g. network loss and delay)."""
 
@@ -118,14 +172,20 @@ def _tag_by_key(tags: dict[str, str]) -> Callable[[Any], str | None]:
 
 
 class StimulusStep(_Spec):
-    """Act on the devices' surroundings: present frames or set a condition."""
+    """Act on the devices' surroundings: present frames (recorded or from a camera) or set a
+    condition."""
 
     stimulus: Annotated[
-        Annotated[ReplayStep, Tag("ReplayStep")] | Annotated[SetConditions, Tag("SetConditions")],
+        Annotated[ReplayStep, Tag("ReplayStep")]
+        | Annotated[LiveStep, Tag("LiveStep")]
+        | Annotated[SetConditions, Tag("SetConditions")],
         Discriminator(
-            _tag_by_key({"replay": "ReplayStep", "set": "SetConditions"}),
+            _tag_by_key({"replay": "ReplayStep", "live": "LiveStep", "set": "SetConditions"}),
             custom_error_type="stimulus",
-            custom_error_message="a stimulus is 'replay: {…}' or 'set: {condition: value}'",
+            custom_error_message=(
+                "a stimulus is 'replay: {…}', 'live: {camera: …, annotations: …}' "
+                "or 'set: {condition: value}'"
+            ),
         ),
     ]
 
@@ -292,6 +352,7 @@ _UNION_TAGS = frozenset(
         "StimulusStep",
         "PromptStep",
         "ReplayStep",
+        "LiveStep",
         "SetConditions",
     }
 )
