@@ -13,7 +13,7 @@ SPEC = {
     "kind": "command-response",
     "preset": "lampposts",
     "speed": 1,
-    "devices": {"nodes": {"role": "dut", "channel": "power", "min": 1}},
+    "devices": {"nodes": {"role": "dut", "channel": "power", "min": 4}},
     "options": {
         "settle_s": 1,
         "power_by_model": {

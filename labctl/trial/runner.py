@@ -61,6 +61,10 @@ from labctl.trial.spec import LiveStimulus, LoadedSpec, MeasureStep, ReplayStimu
 log = logging.getLogger(__name__)
 
 
+PREFLIGHT_SETTLE_S = 1.0
+"""How long the selected devices must stay the same before a trial starts."""
+
+
 class RigFault(RuntimeError):
     """The rig cannot run the trial; the message says why in words."""
 
@@ -410,10 +414,16 @@ class TrialRunner:
     ) -> list[Selected]:
         deadline = time.monotonic() + self.preflight_timeout_s
         s = self.settings.rig
+        # Devices come online one by one: the selection must hold still for a moment, or a
+        # trial with `min: 1` would start with whichever device connected first.
+        stable_since, last = time.monotonic(), frozenset[DeviceRef]()
         while True:
             self._check(sim)
             selected, problems = select_devices(self.spec, directory, s.roles, s.default_role)
-            if not problems:
+            refs = frozenset(x.ref for x in selected)
+            if refs != last:
+                stable_since, last = time.monotonic(), refs
+            if not problems and time.monotonic() - stable_since >= PREFLIGHT_SETTLE_S:
                 names = ", ".join(f"{x.ref.key} ({x.role})" for x in selected)
                 self._event(f"preflight passed: {names}")
                 return selected

@@ -112,7 +112,6 @@ class TrialScript:
     async def wait(self, seconds: float) -> None:
         """Let ``seconds`` of device time pass (wall time for devices without telemetry)."""
         self.host.check()
-        self._catch_up()
         end = self.cursor + seconds
         self.host.advance(end)
         await self._until(end, seconds)
@@ -121,7 +120,6 @@ class TrialScript:
     async def measure(self, seconds: float) -> None:
         """Record and evaluate ``seconds`` of device time."""
         self.host.check()
-        self._catch_up()
         lo, hi = self.cursor, self.cursor + seconds
         self.host.add_window(lo, hi)
         conditions = dict(self.conditions)
@@ -188,6 +186,7 @@ class TrialScript:
         self.conditions.update(conditions)
         shown = ", ".join(f"{k}={v:g}" for k, v in conditions.items())
         self.host.event(f"conditions set ({method}): {shown}")
+        self._catch_up()  # what the devices sent until now was under the old conditions
 
     async def replay(self, stimulus: ReplayStimulus | None = None, **kwargs: Any) -> None:
         """Present the dataset's frames to the devices under test (see ``ReplayStimulus``)."""

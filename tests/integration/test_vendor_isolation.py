@@ -148,7 +148,12 @@ def test_client_ids_shaped_like_another_vendors_gain_nothing(
     ctl = Mqtt(rig.controller)
     try:
         for i, a in enumerate(clients):
-            a.subscribe(f"{theirs}/cmd/+/req", f"lab/v1/{victim.name}/#", f"{mine}/cmd/+/req")
+            a.subscribe(
+                f"{theirs}/cmd/+/req",
+                f"lab/v1/{victim.name}/#",
+                f"{mine}/cmd/+/req",
+                f"{mine}/stim/+",
+            )
             a.publish(f"{theirs}/telemetry/pm25", b"forged")
             a.publish(f"{mine}/telemetry/c{i}", b"control")  # each client's own barrier
         for i in range(len(clients)):
@@ -156,9 +161,12 @@ def test_client_ids_shaped_like_another_vendors_gain_nothing(
         time.sleep(GRACE_S)
         assert controller.on(f"{theirs}/telemetry") == []
         ctl.publish(f"{theirs}/cmd/c1/req", b"for-victim")
+        ctl.publish(f"{theirs}/stim/f1", b"frame-for-victim")  # replay frames are per device
         ctl.publish(f"{mine}/cmd/ok/req", b"control")
+        ctl.publish(f"{mine}/stim/ok", b"control")
         for a in clients:
             a.wait_for(f"{mine}/cmd/ok/req", b"control")
+            a.wait_for(f"{mine}/stim/ok", b"control")
         time.sleep(GRACE_S)
         assert [a.client_id for a in clients if a.on(theirs)] == []
     finally:

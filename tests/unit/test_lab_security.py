@@ -105,7 +105,7 @@ def test_invalid_vendor_names(name: str, why: str) -> None:
 def test_vendor_acl_names_each_vendor_and_never_the_client_id() -> None:
     text = acl.vendor_acl(["bolt", "acme"])
     rules = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
-    assert rules[:9] == [
+    assert rules[:10] == [
         "user acme",
         "topic write lab/v1/acme/+/manifest",
         "topic write lab/v1/acme/+/state",
@@ -113,10 +113,11 @@ def test_vendor_acl_names_each_vendor_and_never_the_client_id() -> None:
         "topic write lab/v1/acme/+/events/+",
         "topic write lab/v1/acme/+/cmd/+/res",
         "topic read lab/v1/acme/+/cmd/+/req",
+        "topic read lab/v1/acme/+/stim/+",
         "topic read lab/v1/_err/acme/#",
         "topic read lab/v1/_ctl/+/state",
     ]
-    assert rules[9] == "user bolt"
+    assert rules[10] == "user bolt"
     assert "%c" not in text
     assert not any(r.startswith("pattern") or "readwrite" in r for r in rules)
     with pytest.raises(ValueError, match="invalid vendor"):

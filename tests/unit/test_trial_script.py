@@ -276,3 +276,18 @@ def test_command_client_is_what_the_host_expects() -> None:
 
     real = inspect.signature(CommandClient.send).parameters
     assert {"device", "op", "params", "timeout_s"} <= set(real)
+
+
+async def test_measuring_starts_where_the_script_is_not_where_the_devices_are() -> None:
+    # An accelerated rig runs ahead of the script during preflight: the first window still
+    # starts at the trial's start, and readings already in it are replayed (router).
+    h = Host()
+    script = TrialScript(h.host())
+    h.now = 50_000.0
+    await script.measure(30)
+    assert h.windows == [(1000.0, 1030.0)]
+    # After a command (which happens "now"), the next window starts at the devices' time.
+    h.now = 60_000.0
+    await script.command("get_status")
+    await script.measure(10)
+    assert h.windows[-1] == (60_000.0, 60_010.0)
