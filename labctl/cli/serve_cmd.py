@@ -88,7 +88,12 @@ async def _serve(s: object, host: str, port: int) -> None:
             )
             if ctl.done():
                 return
-            tg.create_task(server.serve())
+            http = tg.create_task(server.serve())
+            # serve.json says "come in": write it only once the socket listens.
+            while not server.started and not http.done():
+                await asyncio.sleep(0.02)
+            if http.done():
+                return
             url = f"http://{host}:{port}"
             write_info(s.data_dir, ServeInfo(os.getpid(), url, token, s.controller))
             console.print(
