@@ -70,6 +70,9 @@ def render_config(directory: Path, port: int, limits: BrokerLimits) -> str:
             f"max_inflight_messages {limits.max_inflight_messages}",
             f"message_size_limit {limits.message_size_limit}",
             f"persistent_client_expiration {limits.persistent_client_expiration}",
+            # Forward small packets (command responses) at once: with Nagle's algorithm one
+            # waits behind unacknowledged telemetry for the client's delayed ACK (40 ms).
+            "set_tcp_nodelay true",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -21,7 +21,9 @@ The simulators and low-rate tools use aiomqtt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -143,6 +145,7 @@ class MqttBus:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_socket_open = _no_delay
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -237,14 +240,18 @@ class MqttBus:
             props.MessageExpiryInterval = expiry_s
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            info = self._client.publish(topic, payload, qos, retain, props)
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                raise BusError(f"cannot publish to {topic}: {paho.error_string(info.rc)}")
-            if qos == 0 or info.is_published():
-                fut.set_result(None)
-            else:
-                self._publishes[info.mid] = fut
+        # No lock of ours around paho's publish: paho calls on_publish holding its
+        # out-message mutex, which its publish takes too, so a lock taken on both sides
+        # deadlocks (it did, with a few hundred publishes in flight). `_publishes` is only
+        # touched on the loop: the acknowledgement comes through `_published`, scheduled
+        # after this synchronous block has registered the future.
+        info = self._client.publish(topic, payload, qos, retain, props)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise BusError(f"cannot publish to {topic}: {paho.error_string(info.rc)}")
+        if qos == 0 or info.is_published():
+            fut.set_result(None)
+        else:
+            self._publishes[info.mid] = fut
         try:
             await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
@@ -252,9 +259,15 @@ class MqttBus:
                 f"broker did not acknowledge a publish to {topic} in {timeout_s:g} s"
             ) from None
         finally:
-            with self._lock:
-                self._publishes.pop(info.mid, None)
+            if self._publishes.get(info.mid) is fut:
+                del self._publishes[info.mid]
         self.stats.published += 1
+
+    def _published(self, mid: int) -> None:
+        """The broker acknowledged ``mid`` (on the loop, from :meth:`_on_publish`)."""
+        fut = self._publishes.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
@@ -339,12 +352,13 @@ class MqttBus:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        with self._lock:
-            fut = self._publishes.pop(mid, None)
-        if fut is not None:
-            self._call(_resolve, fut)
+        self._call(self._published, mid)
 
 
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+def _no_delay(client: paho.Client, userdata: object, sock: paho.SocketLike) -> None:
+    """Send small packets at once. With Nagle's algorithm a command request or a PUBACK waits
+    behind any unacknowledged segment for the peer's delayed ACK (40 ms on Linux), which
+    the lab would measure as the device's command latency."""
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -90,7 +90,7 @@ async def _serve(s: object, host: str, port: int) -> None:
                 return
             http = tg.create_task(server.serve())
             # serve.json says "come in": write it only once the socket listens.
-            while not server.started and not http.done():
+            while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn sets a flag
                 await asyncio.sleep(0.02)
             if http.done():
                 return

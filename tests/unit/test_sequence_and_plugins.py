@@ -20,7 +20,7 @@ def test_sequence_tracker_memory_is_bounded() -> None:
     for s in range(10_000):
         t.accept("a", s)
     assert not t.accept("a", 5)  # long folded away: treated as a redelivery
-    assert len(t._sessions["a"].seen) <= 200
+    assert len(t._sessions["a"].starts) <= 200
 
 
 def test_registry_rejects_duplicate_entry_points() -> None:

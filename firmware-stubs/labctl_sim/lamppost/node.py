@@ -140,7 +140,9 @@ class LamppostNode:
         self.faults = FaultPlan(spec.faults, seed, spec.key, span_s)
         self.link = NetworkLink(conditions or SharedConditions(), seed, spec.key)
         self._response_release = 0.0
-        """Monotonic time the last delayed response leaves (responses leave in order)."""
+        """Loop time the last delayed response is due to leave (responses leave in order)."""
+        self._response_tail: asyncio.Future[None] | None = None
+        """Resolved once the last delayed response has gone."""
         self.stats = NodeStats()
         self._on_event = on_event or (lambda _e: None)
         self._buffer = SampleBuffer(self.options.capacity)
@@ -365,6 +367,7 @@ class LamppostNode:
             timeout=self.options.publish_timeout_s,
         )
         async with client:
+            no_delay(client)
             if session != self._session:
                 self._session, self._seq = session, 0
             self._announced = True
@@ -628,13 +631,27 @@ class LamppostNode:
         if label != "accepted" and self.link.drop_response(cid, label):
             self.stats.responses_dropped_network += 1
             return
-        if self.link.conditions.delaying:
-            now = time.monotonic()
-            release = max(
-                now + self.link.response_delay_s(cid, label), self._response_release + 1e-6
-            )
-            self._response_release = release
+        if not self.link.conditions.delaying:
+            await self._publish_response(cid, body)
+            return
+        # Delayed: leave at now + delay, but never before the node's previous response (one
+        # TCP connection delivers in order): wait for it to have gone, then go.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        release = max(now + self.link.response_delay_s(cid, label), self._response_release)
+        self._response_release = release
+        before, gone = self._response_tail, loop.create_future()
+        self._response_tail = gone
+        try:
             await asyncio.sleep(release - now)
+            if before is not None and not before.done():
+                await asyncio.wait({before})
+            await self._publish_response(cid, body)
+        finally:
+            if not gone.done():
+                gone.set_result(None)
+
+    async def _publish_response(self, cid: str, body: bytes) -> None:
         client = self._client
         if client is None:
             self.stats.responses_lost += 1
@@ -668,6 +685,17 @@ def _announces_online(payload: bytes | str) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(announced, dict) and announced.get("state") == "online"
+
+
+def no_delay(client: aiomqtt.Client) -> None:
+    """Send small packets at once, as a node tuned for command latency does: with Nagle's
+    algorithm an ``accepted`` waits behind the unacknowledged PUBACK of the request for the
+    broker's delayed ACK (40 ms on Linux), which the lab would measure as command latency.
+    aiomqtt has no option for it; the socket is its paho client's."""
+    sock = client._client.socket()
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def cut_connection(client: aiomqtt.Client) -> None:
