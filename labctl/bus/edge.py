@@ -31,7 +31,7 @@ from labctl.protocol.payloads import (
     State,
 )
 from labctl.readings import DeviceRef, Reading
-from labctl.rig.directory import DeviceDirectory
+from labctl.rig.directory import DeviceDirectory, DeviceRecord
 
 log = logging.getLogger(__name__)
 
@@ -267,27 +267,37 @@ class Edge:
                 PresenceChange(ref, state.state, state.session, msg.received_ns, state.ts)
             )
 
-    def _detections(self, msg: InboundMessage, ref: DeviceRef, out: EdgeResult) -> None:
-        if len(msg.payload) > MAX_EVENT_BYTES:
+    def _sender(
+        self, msg: InboundMessage, ref: DeviceRef, out: EdgeResult, what: str, limit: int
+    ) -> DeviceRecord | None:
+        """The record of a device allowed to send data: the message within ``limit`` bytes
+        and a valid manifest on file. Otherwise the message is rejected and None returned."""
+        if len(msg.payload) > limit:
             self._reject(
                 out,
                 msg.topic,
                 ref.vendor,
                 ref.device,
                 "too_large",
-                f"detections are {len(msg.payload)} bytes; the limit is {MAX_EVENT_BYTES}",
+                f"{what} is {len(msg.payload)} bytes; the limit is {limit}",
             )
-            return
+            return None
         rec = self.directory.get(ref)
         if rec is None or rec.manifest is None:
-            self._reject(
-                out,
-                msg.topic,
-                ref.vendor,
-                ref.device,
-                "unknown_device",
-                "no valid manifest from this device; publish one (retained) first",
+            quarantined = rec is not None and bool(rec.quarantined)
+            why = (
+                f"device is quarantined: {rec.quarantined}"
+                if rec is not None and quarantined
+                else "no valid manifest from this device; publish one (retained) first"
             )
+            reason = "quarantined" if quarantined else "unknown_device"
+            self._reject(out, msg.topic, ref.vendor, ref.device, reason, why)
+            return None
+        return rec
+
+    def _detections(self, msg: InboundMessage, ref: DeviceRef, out: EdgeResult) -> None:
+        rec = self._sender(msg, ref, out, "detections", MAX_EVENT_BYTES)
+        if rec is None:
             return
         try:
             det = Detections.model_validate_json(msg.payload)
@@ -299,31 +309,8 @@ class Edge:
 
     def _telemetry(self, msg: InboundMessage, ref: DeviceRef, stream: str, out: EdgeResult) -> None:
         payload = msg.payload
-        if len(payload) > MAX_TELEMETRY_BYTES:
-            self._reject(
-                out,
-                msg.topic,
-                ref.vendor,
-                ref.device,
-                "too_large",
-                f"telemetry is {len(payload)} bytes; the limit is {MAX_TELEMETRY_BYTES}",
-            )
-            return
-        rec = self.directory.get(ref)
+        rec = self._sender(msg, ref, out, "telemetry", MAX_TELEMETRY_BYTES)
         if rec is None or rec.manifest is None:
-            why = (
-                f"device is quarantined: {rec.quarantined}"
-                if rec and rec.quarantined
-                else "no valid manifest from this device; publish one (retained) first"
-            )
-            self._reject(
-                out,
-                msg.topic,
-                ref.vendor,
-                ref.device,
-                "quarantined" if rec and rec.quarantined else "unknown_device",
-                why,
-            )
             return
         try:
             session, samples = _parse_telemetry(payload)

@@ -48,6 +48,7 @@ from labctl.evaluators.condition_bins import (
     ConditionBin,
     check_criteria,
     condition_bins,
+    index_subjects,
     judge_breakdown,
     outcomes,
     parse_options,
@@ -136,12 +137,7 @@ class AvailabilityEvaluator:
                 f"{self.name}: criteria on {', '.join(off)} need data latency, which "
                 "'options: {latency: false}' turns off"
             )
-        self.subjects: dict[str, Subject] = {}
-        for s in subjects:
-            if s.key in self.subjects:
-                raise ValueError(f"subject {s.key!r} is given twice")
-            self.subjects[s.key] = s
-        self.judged = [s.key for s in subjects if s.role != "reference"]
+        self.subjects, self.judged = index_subjects(subjects)
         self.conditions = list(conditions)
         self.bins = {cond: check_edges(cond, edges) for cond, edges in (bins or {}).items()}
         self._windows = WindowTracker()

@@ -47,6 +47,7 @@ from labctl.evaluators.condition_bins import (
     ConditionBin,
     check_criteria,
     condition_bins,
+    index_subjects,
     judge_breakdown,
     outcomes,
     parse_options,
@@ -162,12 +163,7 @@ class CommandResponseEvaluator:
                 f"{self.name}: criteria on {', '.join(dimming)} need the luminaire's power "
                 "curve in options, e.g. 'power: {rated_w: 120, standby_w: 3, gamma: 1.0}'"
             )
-        self.subjects: dict[str, Subject] = {}
-        for s in subjects:
-            if s.key in self.subjects:
-                raise ValueError(f"subject {s.key!r} is given twice")
-            self.subjects[s.key] = s
-        self.judged = [s.key for s in subjects if s.role != "reference"]
+        self.subjects, self.judged = index_subjects(subjects)
         self.conditions = list(conditions)
         self.bins = {cond: check_edges(cond, edges) for cond, edges in (bins or {}).items()}
         self._windows = WindowTracker()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from labctl.evaluators.base import Subject
 from labctl.evaluators.breakdown import (
     check_edges,
     condition_symbol,
@@ -201,3 +202,14 @@ def judge_breakdown(
         criteria=[f[0] for f in fails],
         text=text,
     )
+
+
+def index_subjects(subjects: Sequence[Subject]) -> tuple[dict[str, Subject], list[str]]:
+    """Subjects by key (ValueError in words for a key given twice) and the keys judged: all
+    but role ``reference``."""
+    out: dict[str, Subject] = {}
+    for s in subjects:
+        if s.key in out:
+            raise ValueError(f"subject {s.key!r} is given twice")
+        out[s.key] = s
+    return out, [s.key for s in subjects if s.role != "reference"]
