@@ -145,6 +145,20 @@ def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def spool_process_usage(pid: int | None) -> tuple[float, int]:
+    """CPU seconds and peak RSS (KiB) of the controller's spool process, from /proc."""
+    if pid is None:
+        return 0.0, 0
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / ticks  # utime, stime (fields 14, 15)
+    hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+    return cpu, hwm
+
+
 def cpu_s() -> float:
     """User + system CPU seconds of this process so far."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -323,10 +337,16 @@ def labctl_main(
 ) -> None:
     """The controller's real data path, driven the way ``TrialRunner`` drives it."""
     result: dict[str, Any] = {"cpu_ready": cpu_s()}
+
     try:
         asyncio.run(_labctl(host, port, wl, tsdb_url, Path(spool_dir), conn, timeout, result))
     finally:
-        result.update(rss_kib=peak_rss_kib(), cpu_s=cpu_s() - result["cpu_ready"])
+        # The controller and its spool process together: CPU added, peak RSS added (an upper
+        # bound of what they held at once).
+        result.update(
+            rss_kib=peak_rss_kib() + result.get("spool_rss_kib", 0),
+            cpu_s=cpu_s() - result["cpu_ready"] + result.get("spool_cpu_s", 0.0),
+        )
         conn.send(("done", result))
 
 
@@ -345,15 +365,15 @@ async def _labctl(
     from labctl.bus.edge import Edge, EdgeResult
     from labctl.bus.mqtt import MqttBus
     from labctl.controller import Controller
+    from labctl.gc_tuning import tune_for_ingest
     from labctl.metrics.influx import InfluxEndpoint
     from labctl.metrics.points import PointEncoder, RunTags
-    from labctl.metrics.spool import OffsetStore, Spool
+    from labctl.metrics.spool_link import SpoolLink
     from labctl.protocol import topics
     from labctl.rig.directory import DeviceDirectory
 
     directory = DeviceDirectory()
     edge = Edge(directory, MqttSensorDriver())
-    spool = Spool(spool_dir)
     encoder = make_encoder(PointEncoder, RunTags)
     endpoint = InfluxEndpoint(name="vm", api="v2", url=tsdb_url, org=ORG, bucket=BUCKET)
     ready, spooled = asyncio.Event(), asyncio.Event()
@@ -374,18 +394,20 @@ async def _labctl(
             spooled.set()
 
     try:
-        async with MqttBus(host, port, "bench-labctl", topics.DEVICE_SUBSCRIPTIONS) as bus:
-            controller = Controller(
-                bus, edge, spool, encoder, [endpoint], OffsetStore(spool_dir / "offsets")
-            )
+        async with (
+            SpoolLink(spool_dir, segment_bytes=64 * 1024 * 1024, endpoints=[endpoint]) as spool,
+            MqttBus(host, port, "bench-labctl", topics.DEVICE_SUBSCRIPTIONS) as bus,
+        ):
+            controller = Controller(bus, edge, spool, encoder)
+            tune_for_ingest()  # as open_runtime does before ingest starts
             controller.listeners.append(listener)
             async with asyncio.TaskGroup() as tg:
                 ingest = tg.create_task(controller.ingest())
-                sinks = tg.create_task(controller.sinks())
                 try:
                     # The retained manifests arriving prove the subscription is in place.
                     await asyncio.wait_for(ready.wait(), 30)
                     result["cpu_ready"] = cpu_s()
+                    result["spool_cpu_ready"] = spool_process_usage(spool.pid)[0]
                     conn.send(("ready",))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(spooled.wait(), limit_s)
@@ -394,6 +416,9 @@ async def _labctl(
                         if await drainer.drain_to(spool.position(), limit_s):
                             result["t_e2e"] = time.monotonic()
                         status = drainer.status()
+                        cpu, hwm = spool_process_usage(spool.pid)
+                        result["spool_cpu_s"] = cpu - result["spool_cpu_ready"]
+                        result["spool_rss_kib"] = hwm
                         result["drainer"] = {
                             "points_written": status.points_written,
                             "batches": status.batches,
@@ -401,16 +426,13 @@ async def _labctl(
                             "last_error": status.last_error,
                         }
                 finally:
-                    controller.stop_sinks()
                     ingest.cancel()
-                    await asyncio.wait({sinks})
             result["bus"] = {
                 "received": bus.stats.received,
                 "acked": bus.stats.acked,
                 "backpressure_waits": bus.stats.backpressure_waits,
             }
     finally:
-        spool.close()
         result.update(
             readings=readings,
             batches=len(batches),

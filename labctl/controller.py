@@ -1,5 +1,6 @@
-"""The controller's data path: bus → edge → spool → acknowledgement → listeners, plus the TSDB
-sinks that drain the spool and the replies on ``_err``.
+"""The controller's data path: bus → edge → spool process → acknowledgement → listeners, and
+the replies on ``_err``. The spool process formats the points, fsyncs them and drains them to
+the TSDBs (:mod:`labctl.metrics.spool_link`).
 
 Order matters: a batch is acknowledged to the broker only after its points are fsync'd in the
 spool, so neither a controller crash nor a TSDB outage loses a QoS 1 reading. Listeners (the
@@ -17,12 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from labctl.bus.edge import Edge, EdgeResult, Rejection, error_payload
-from labctl.bus.mqtt import MqttBus
-from labctl.metrics.drain_thread import ThreadedDrainer
-from labctl.metrics.drainer import SpoolDrainer
-from labctl.metrics.influx import InfluxEndpoint, InfluxWriter
+from labctl.bus.mqtt import InboundMessage, MqttBus
 from labctl.metrics.points import PointEncoder
-from labctl.metrics.spool import OffsetStore, Spool, SpoolError, SpoolPosition
+from labctl.metrics.spool import SpoolError, SpoolPosition
+from labctl.metrics.spool_link import SpoolLink
 from labctl.protocol import topics
 
 log = logging.getLogger(__name__)
@@ -58,45 +57,68 @@ class ErrorReplies:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A batch whose points are on their way to the spool."""
+
+    batch: list[InboundMessage]
+    result: EdgeResult
+    durable: asyncio.Future[SpoolPosition] | None
+
+
 class Controller:
-    """Runs the ingest loop, the sinks and the error replies inside a TaskGroup."""
+    """Runs the ingest loop and the error replies (inside a TaskGroup) over one spool process,
+    which formats, fsyncs and drains the points to the TSDBs."""
 
     def __init__(
         self,
         bus: MqttBus,
         edge: Edge,
-        spool: Spool,
+        spool: SpoolLink,
         encoder: PointEncoder,
-        endpoints: list[InfluxEndpoint],
-        offsets: OffsetStore,
+        *,
+        max_in_flight: int = 4,
     ) -> None:
         self.bus, self.edge, self.spool, self.encoder = bus, edge, spool, encoder
         self.listeners: list[Listener] = []
         self.replies = ErrorReplies()
         self._err_queue: asyncio.Queue[Rejection] = asyncio.Queue(maxsize=1000)
-        self.drainers = [
-            ThreadedDrainer(SpoolDrainer(spool, offsets, InfluxWriter(ep), ep.name))
-            for ep in endpoints
-        ]
+        self.drainers = spool.drainers
+        self.max_in_flight = max_in_flight
         self.last_batch_at = time.monotonic()
         self.fault: str | None = None
         self.run_counts: Counter[str] = Counter()
         """Readings spooled per run tag: counted where the tag is decided, so a run's
         record and its points in the spool and TSDB agree exactly."""
-        self._stop_sinks = asyncio.Event()
 
     async def ingest(self) -> None:
-        """Consume the bus until cancelled."""
-        async for batch in self.bus.batches():
-            result = self.edge.process(batch)
-            await self._durable(result)
-            self.bus.ack(batch)
+        """Consume the bus until cancelled.
+
+        Batches are pipelined: while the spool process writes one batch, the next is
+        validated. Acknowledgements and listeners follow in arrival order, each only after
+        its batch is fsync'd.
+        """
+        written: asyncio.Queue[_InFlight] = asyncio.Queue(maxsize=self.max_in_flight)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._acknowledge(written))
+            async for batch in self.bus.batches():
+                result = self.edge.process(batch)
+                durable = self._send(result)
+                await self.spool.drain()
+                await written.put(_InFlight(batch, result, durable))
+
+    async def _acknowledge(self, written: asyncio.Queue[_InFlight]) -> None:
+        while True:
+            item = await written.get()
+            if item.durable is not None:
+                await self._settle(item.durable)
+            self.bus.ack(item.batch)
             self.last_batch_at = time.monotonic()
-            for rej in result.rejections:
+            for rej in item.result.rejections:
                 if rej.vendor and rej.device:
                     with contextlib.suppress(asyncio.QueueFull):
                         self._err_queue.put_nowait(rej)
-            self._notify(result)
+            self._notify(item.result)
 
     async def accept_local(self, result: EdgeResult) -> None:
         """Take readings from a transport on this machine (serial port, camera): the same
@@ -104,11 +126,14 @@ class Controller:
         self.edge.counters.accepted_readings += len(result.readings)
         for r in result.rejections:
             self.edge.counters.rejected[r.reason] += 1
-        await self._durable(result)
+        durable = self._send(result)
+        if durable is not None:
+            await self._settle(durable)
         self.last_batch_at = time.monotonic()
         self._notify(result)
 
-    async def _durable(self, result: EdgeResult) -> None:
+    def _send(self, result: EdgeResult) -> asyncio.Future[SpoolPosition] | None:
+        """Hand the batch's points to the spool process; None when there are none."""
         now_ns = time.time_ns()
         last = None
         run = ""
@@ -116,7 +141,8 @@ class Controller:
             if r.device is not last:  # readings of one message share their DeviceRef
                 last, run = r.device, self.encoder.run_of(r.device).run
             self.run_counts[run] += 1
-        text = self.encoder.readings(result.readings)
+        block = self.encoder.pack(result.readings)
+        text = ""
         if result.rejections:
             text += self.encoder.rejections(result.rejections, now_ns)
         if result.detections:
@@ -129,23 +155,26 @@ class Controller:
                 now_ns,
                 self.encoder.run_of(p.device),
             )
-        if text:
-            try:
-                await asyncio.to_thread(self.spool.append, text.encode("utf-8"))
-            except (OSError, SpoolError) as exc:
-                # Not acknowledged: the broker keeps these messages for the next session.
-                self.fault = f"cannot write the spool: {exc}"
-                raise ControllerFault(self.fault) from exc
-            for d in self.drainers:
-                d.notify()
+        if not block and not text:
+            return None
+        return self.spool.send_block(block, text.encode("utf-8"))
+
+    async def _settle(self, durable: asyncio.Future[SpoolPosition]) -> None:
+        try:
+            await durable
+        except (OSError, SpoolError) as exc:
+            # Not acknowledged: the broker keeps these messages for the next session.
+            self.fault = f"cannot write the spool: {exc}"
+            raise ControllerFault(self.fault) from exc
 
     def _notify(self, result: EdgeResult) -> None:
         for listener in self.listeners:
             listener(result)
 
     async def append_points(self, text: str) -> SpoolPosition:
-        """Spool points the controller itself makes (events, verdicts)."""
-        return await asyncio.to_thread(self.spool.append, text.encode("utf-8"))
+        """Spool points the controller itself makes (events, verdicts); the spool's end after
+        them."""
+        return await self.spool.append(text.encode("utf-8"))
 
     async def error_replies(self) -> None:
         """Publish rejections on ``_err`` until cancelled."""
@@ -166,19 +195,6 @@ class Controller:
                 log.info(
                     "could not publish an error reply to %s/%s: %s", rej.vendor, rej.device, exc
                 )
-
-    async def sinks(self) -> None:
-        """Run every TSDB drainer (each on its own thread) until :meth:`stop_sinks`."""
-        for d in self.drainers:
-            d.start()
-        try:
-            await self._stop_sinks.wait()
-        finally:
-            await asyncio.gather(*(d.stop() for d in self.drainers))
-
-    def stop_sinks(self) -> None:
-        """Ask the drainers to stop after their current batch."""
-        self._stop_sinks.set()
 
     async def quiet(self, quiet_s: float = 0.5, timeout_s: float = 10.0) -> None:
         """Wait until no batch has arrived for ``quiet_s`` (bounded by ``timeout_s``)."""

@@ -1,9 +1,8 @@
-"""A spool drainer on its own thread and event loop.
+"""A spool drainer on its own thread and event loop (in the spool process).
 
-The ingest loop runs CPU-bound batches (validate, encode, spool); a drainer sharing that loop
-only gets a turn between batches and falls behind until ingest pauses. Its own work is I/O —
-reading spool files, sending HTTP — which releases the GIL, so on its own thread it drains
-while ingest runs. The controller talks to it only through thread-safe calls.
+The spool process's main thread formats and appends batches; the drainers' work is I/O —
+reading spool files, sending HTTP — which releases the GIL, so on their own threads they drain
+while batches are written. The main thread talks to them only through thread-safe calls.
 """
 
 from __future__ import annotations
@@ -11,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
 from labctl.metrics.drainer import DrainerStatus, SpoolDrainer
-from labctl.metrics.spool import SpoolPosition
 
 
 class ThreadedDrainer:
-    """Runs a :class:`SpoolDrainer` in a dedicated thread until :meth:`stop`."""
+    """Runs a :class:`SpoolDrainer` in a dedicated thread until :meth:`stop_nowait`."""
 
     def __init__(self, drainer: SpoolDrainer) -> None:
         self.drainer = drainer
@@ -52,21 +49,13 @@ class ThreadedDrainer:
         """Counters and the committed position (a snapshot)."""
         return self.drainer.status()
 
-    async def drain_to(self, position: SpoolPosition, timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until everything before ``position`` is committed; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            committed = self.drainer.status().committed
-            if committed is not None and committed >= position:
-                return True
-            if time.monotonic() >= deadline or not self._thread.is_alive():
-                return False
-            self.notify()
-            await asyncio.sleep(0.02)
-
-    async def stop(self, timeout_s: float = 15.0) -> None:
-        """Stop after the current batch and join the thread."""
+    def stop_nowait(self) -> None:
+        """Ask the drainer to stop after its current batch (thread-safe)."""
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stop.set)
-        await asyncio.to_thread(self._thread.join, timeout_s)
+
+    def join(self, timeout_s: float) -> None:
+        """Wait for the thread to end (blocking)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from labctl.metrics.influx import (
@@ -53,6 +54,7 @@ class SpoolDrainer:
         name: str,
         *,
         batch_bytes: int | None = None,
+        depth: int = 2,
         poll_interval_s: float = 0.2,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
@@ -63,6 +65,7 @@ class SpoolDrainer:
         self.name = name
         self.batch_bytes = batch_bytes or writer.endpoint.batch_bytes
         self.poll_interval_s = poll_interval_s
+        self.depth = depth
         self._new_data = asyncio.Event()
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -71,6 +74,8 @@ class SpoolDrainer:
         self._drain_lock = asyncio.Lock()  # one batch in flight, whoever drives the drainer
         self._progress = asyncio.Condition()
         self._running = False
+        self._unsaved: SpoolPosition | None = None
+        self._saver: asyncio.Task[None] | None = None
         self._points_written = 0
         self._batches = 0
         self._retries = 0
@@ -116,6 +121,44 @@ class SpoolDrainer:
             self._points_written += written
             await self._commit(end)
             return written
+
+    async def drain_available(self) -> int:
+        """Send everything there is, with up to ``depth`` batches in flight; return the points
+        the server accepted (0: nothing new).
+
+        The server works on one batch while the next is on its way, and positions are still
+        committed in spool order: a batch's end only once it and every batch before it were
+        accepted. A failure cancels the batches after it; they are sent again (harmless:
+        same series and timestamps) from the committed position.
+        """
+        async with self._drain_lock:
+            pos = await self.committed()
+            inflight: deque[tuple[SpoolPosition, asyncio.Task[int]]] = deque()
+            total = 0
+            try:
+                while True:
+                    while len(inflight) < self.depth:
+                        data, end = await asyncio.to_thread(self.spool.read, pos, self.batch_bytes)
+                        if not data:
+                            if end != pos and not inflight:  # stepped over a segment's end
+                                await self._commit(end)
+                            pos = end
+                            break
+                        inflight.append((end, asyncio.create_task(self._write_batch(data, pos))))
+                        pos = end
+                    if not inflight:
+                        return total
+                    end, task = inflight.popleft()
+                    written = await task
+                    self._batches += 1
+                    self._points_written += written
+                    total += written
+                    await self._commit(end)
+            finally:
+                for _, task in inflight:
+                    task.cancel()
+                if inflight:
+                    await asyncio.gather(*(t for _, t in inflight), return_exceptions=True)
 
     async def _write_batch(self, data: bytes, start: SpoolPosition) -> int:
         """Write ``data``; on a content refusal, narrow it down and reject only the bad lines."""
@@ -197,10 +240,35 @@ class SpoolDrainer:
         )
 
     async def _commit(self, pos: SpoolPosition) -> None:
-        await asyncio.to_thread(self.offsets.commit, self.name, pos)
+        """The server has everything before ``pos``.
+
+        Running in the background, the offset file is written behind the drain (latest
+        position wins) so the next batch does not wait for two fsyncs; after a crash the
+        file may be one batch behind, and re-sending a batch stores nothing twice (same
+        series and timestamps). Driven directly, the file is written before returning.
+        """
         self._committed = pos
         async with self._progress:
             self._progress.notify_all()
+        if not self._running:
+            await asyncio.to_thread(self.offsets.commit, self.name, pos)
+            return
+        self._unsaved = pos
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_offsets())
+
+    async def _save_offsets(self) -> None:
+        while self._unsaved is not None:
+            pos, self._unsaved = self._unsaved, None
+            try:
+                await asyncio.to_thread(self.offsets.commit, self.name, pos)
+            except OSError as exc:
+                # The TSDB has the points; a stale offset file only means re-sending them.
+                if self._unsaved is None:
+                    self._unsaved = pos
+                self._last_error = f"cannot record the drained position: {exc}"
+                log.warning("sink %s: %s", self.name, self._last_error)
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until ``stop`` is set: poll for new data, back off 0.2 s → 10 s on failures."""
@@ -209,7 +277,7 @@ class SpoolDrainer:
         try:
             while not stop.is_set():
                 try:
-                    n = await self.drain_once()
+                    n = await self.drain_available()
                 except TransientWriteError as exc:
                     self._note_failure(exc, backoff)
                     await _wait(stop, backoff)
@@ -227,6 +295,8 @@ class SpoolDrainer:
                         await asyncio.wait_for(self._new_data.wait(), self.poll_interval_s)
         finally:
             self._running = False
+            if self._saver is not None:
+                await self._saver  # the last position reaches the file before the loop ends
 
     def notify(self) -> None:
         """The spool grew: wake the drain loop now rather than at its next poll."""

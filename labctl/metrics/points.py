@@ -14,7 +14,7 @@ Measurements and their tags (low cardinality; values are fields):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from labctl.bus.edge import DetectionEvent, Rejection
@@ -24,43 +24,43 @@ from labctl.readings import DeviceRef, Reading
 
 # Line formatters for 1–6 fields as compiled f-strings (about twice as fast as str.format,
 # which re-parses its template on every call). Written out, not generated: no eval.
-Fmt = Callable[[str, tuple[str, ...], tuple[float, ...], int, str, int], str]
+Fmt = Callable[[str, tuple[str, ...], Sequence[float], int, str, int], str]
 
 
-def _line1(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line1(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     return f'{p} {k[0]}{v[0]!r},seq={q}i,session="{s}" {t}\n'
 
 
-def _line2(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line2(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     return f'{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},seq={q}i,session="{s}" {t}\n'
 
 
-def _line3(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line3(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     return f'{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},seq={q}i,session="{s}" {t}\n'
 
 
-def _line4(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line4(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     return (
         f"{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},{k[3]}{v[3]!r},"
         f'seq={q}i,session="{s}" {t}\n'
     )
 
 
-def _line5(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line5(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     return (
         f"{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},{k[3]}{v[3]!r},{k[4]}{v[4]!r},"
         f'seq={q}i,session="{s}" {t}\n'
     )
 
 
-def _line6(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line6(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     return (
         f"{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},{k[3]}{v[3]!r},{k[4]}{v[4]!r},"
         f'{k[5]}{v[5]!r},seq={q}i,session="{s}" {t}\n'
     )
 
 
-def _line_any(p: str, k: tuple[str, ...], v: tuple[float, ...], q: int, s: str, t: int) -> str:
+def _line_any(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
     fields = ",".join([a + repr(b) for a, b in zip(k, v, strict=True)])
     return f'{p} {fields},seq={q}i,session="{s}" {t}\n'
 
@@ -72,6 +72,35 @@ def _check_finite(keys: tuple[str, ...], values: tuple[float, ...]) -> None:
     for k, v in zip(keys, values, strict=True):
         if not math.isfinite(v):
             raise ValueError(f"field {k!r} is {v}: line protocol has no NaN or infinity")
+
+
+ReadingGroup = tuple[str, list[str], str, list[float], list[int], list[float]]
+"""Consecutive readings of one stream sharing their field keys and session: the escaped tag
+prefix, the escaped ``key=`` of each field, the escaped session value, the values (flat,
+``len(keys)`` per reading), the sequence numbers and the device timestamps (seconds)."""
+
+ReadingBlock = list[ReadingGroup]
+"""Readings packed for formatting: strings and flat lists, cheap to build (list appends) and to
+send to the spool process as arrays (:mod:`labctl.metrics.spool_wire`)."""
+
+
+def new_group(prefix: str, keys: list[str], session: str) -> ReadingGroup:
+    """An empty :data:`ReadingGroup`."""
+    return (prefix, keys, session, [], [], [])
+
+
+def format_block(block: ReadingBlock) -> str:
+    """The line protocol of a :data:`ReadingBlock` (one line per reading)."""
+    lines: list[str] = []
+    append = lines.append
+    for prefix, key_list, sess, values, seqs, stamps in block:
+        keys = tuple(key_list)
+        line = _LINES.get(len(keys), _line_any)
+        # One tuple of values per reading, cut by zip over one iterator (no slicing).
+        it = map(float, values)  # ints and bools are written as floats
+        for v, seq, ts in zip(zip(*[it] * len(keys), strict=False), seqs, stamps, strict=True):
+            append(line(prefix, keys, v, seq, sess, round(ts * 1e9)))
+    return "".join(lines)
 
 
 @dataclass(frozen=True)
@@ -99,39 +128,59 @@ class PointEncoder:
     _seq: int = 0
 
     def readings(self, readings: Iterable[Reading]) -> str:
-        """Line protocol for readings (one line each); byte-identical to :func:`encode_line`.
+        """Line protocol for readings (one line each); byte-identical to :func:`encode_line`."""
+        return format_block(self.pack(readings))
 
-        This is the ingest hot path. Field keys are channel names the manifest declared and
-        sessions match ``[A-Za-z0-9_.:-]`` (both checked at the edge), so each key is checked
-        and escaped once and cached; values are finite floats (the edge rejects NaN/∞).
+    def pack(self, readings: Iterable[Reading]) -> ReadingBlock:
+        """Readings as a :data:`ReadingBlock`: what :func:`format_block` turns into lines.
+
+        This is the ingest hot path in the controller; the formatting runs in the spool
+        process. Field keys are channel names the manifest declared and sessions match
+        ``[A-Za-z0-9_.:-]`` (both checked at the edge), so each key and session is checked and
+        escaped once and cached; values must be finite (the edge rejects NaN/∞).
         """
-        lines = []
+        block: ReadingBlock = []
         last_dev: DeviceRef | None = None
         last_stream = ""
+        last_session = ""
         prefix = ""
         last_keys: tuple[str, ...] | None = None
-        ekeys: tuple[str, ...] = ()
-        line: Fmt = _line_any
+        values: list[float] = []
+        seqs: list[int] = []
+        stamps: list[float] = []
         sessions = self._sessions
+        names: list[tuple[str, ...]] = []  # each group's channel names, for error messages
         for r in readings:
-            # Readings of one message share their DeviceRef object and usually their keys.
-            if r.device is not last_dev or r.stream != last_stream:
-                prefix = self._prefix(r.device, r.stream)
-                last_dev, last_stream, last_keys = r.device, r.stream, None
             vals = r.values
             keys = tuple(vals)
-            if keys != last_keys:
-                ekeys = tuple(self._key(k) for k in keys)
-                line = _LINES.get(len(keys), _line_any)
-                last_keys = keys
-            v = tuple(map(float, vals.values()))
-            if not math.isfinite(sum(v)):
-                _check_finite(keys, v)
-            sess = sessions.get(r.session)
-            if sess is None:
-                sess = self._session(r.session)
-            lines.append(line(prefix, ekeys, v, r.seq, sess, round(r.ts * 1e9)))
-        return "".join(lines)
+            # Readings of one message share their DeviceRef object, session and usually keys.
+            if (
+                r.device is not last_dev
+                or r.stream != last_stream
+                or keys != last_keys
+                or r.session != last_session
+            ):
+                if r.device is not last_dev or r.stream != last_stream:
+                    prefix = self._prefix(r.device, r.stream)
+                    last_dev, last_stream = r.device, r.stream
+                sess = sessions.get(r.session)
+                if sess is None:
+                    sess = self._session(r.session)
+                last_keys, last_session = keys, r.session
+                group = new_group(prefix, [self._key(k) for k in keys], sess)
+                block.append(group)
+                names.append(keys)
+                values, seqs, stamps = group[3], group[4], group[5]
+            values.extend(vals.values())
+            seqs.append(r.seq)
+            stamps.append(r.ts)
+        for group_keys, (_, _, _, vs, _, _) in zip(names, block, strict=True):
+            # One sum per group finds a NaN or ∞ (or a finite overflow, checked value by value).
+            if not math.isfinite(sum(vs)):
+                k = len(group_keys)
+                for i in range(0, len(vs), k):
+                    _check_finite(group_keys, tuple(vs[i : i + k]))
+        return block
 
     def _key(self, name: str) -> str:
         found = self._keys.get(name)

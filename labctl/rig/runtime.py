@@ -8,7 +8,6 @@ runs on it. Either way the data path is the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from labctl.commands import CommandClient
 from labctl.config import Settings
 from labctl.controller import Controller
 from labctl.drivers import driver_registry
+from labctl.gc_tuning import tune_for_ingest
 from labctl.metrics.points import PointEncoder, RunTags
-from labctl.metrics.spool import OffsetStore, Spool
+from labctl.metrics.spool_link import SpoolLink
 from labctl.protocol import topics
 from labctl.readings import DeviceRef
 from labctl.rig.directory import DeviceDirectory
@@ -37,7 +37,7 @@ class RigRuntime:
     settings: Settings
     host: str
     port: int
-    spool: Spool
+    spool: SpoolLink
     directory: DeviceDirectory
     edge: Edge
     bus: MqttBus
@@ -77,8 +77,10 @@ async def open_runtime(
             await asyncio.to_thread(broker.start)
             stack.callback(broker.stop)
             host, port = broker.host, broker.port
-        spool = Spool(s.spool_dir, segment_bytes=s.metrics.segment_bytes)
-        stack.callback(spool.close)
+        spool = SpoolLink(
+            s.spool_dir, segment_bytes=s.metrics.segment_bytes, endpoints=list(s.metrics.influx)
+        )
+        await stack.enter_async_context(spool)
         directory = DeviceDirectory()
         edge = Edge(directory, driver_registry().get("mqtt-sensor")())
         bus = MqttBus(
@@ -100,9 +102,7 @@ async def open_runtime(
             lambda ref: rt_holder[0].role_of(ref),
             lambda ref: rt_holder[0].tags_of(ref),
         )
-        controller = Controller(
-            bus, edge, spool, encoder, list(s.metrics.influx), OffsetStore(s.spool_dir / "offsets")
-        )
+        controller = Controller(bus, edge, spool, encoder)
 
         async def publish(topic: str, payload: bytes, expiry: int | None) -> None:
             await bus.publish(topic, payload, qos=1, expiry_s=expiry)
@@ -118,18 +118,15 @@ async def open_runtime(
             # are read (and listed) between runs too.
             rt.serial = SerialRig(directory, controller.accept_local)
             await stack.enter_async_context(rt.serial.running(s.rig.serial))
+        tune_for_ingest()
         async with asyncio.TaskGroup() as tg:
             ingest = tg.create_task(controller.ingest())
             replies = tg.create_task(controller.error_replies())
-            sinks = tg.create_task(controller.sinks())
             try:
                 yield rt
             finally:
                 ingest.cancel()
                 replies.cancel()
-                controller.stop_sinks()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sinks
 
 
 def _fresh_broker_dir(directory: Path) -> None:

@@ -302,8 +302,7 @@ class TrialRunner:
         end_text += rt.encoder.event(
             "run", "verdict", "pass" if evaluation.passed else "fail", now, tags
         )
-        await rt.controller.append_points(end_text)
-        spool_end = rt.spool.position()
+        spool_end = await rt.controller.append_points(end_text)
         self._set_phase("draining to TSDB")
         outcomes = await self._drain(rt.controller, spool_end)
         extras: dict[str, object] = {

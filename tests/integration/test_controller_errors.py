@@ -17,7 +17,7 @@ from labctl.bus.edge import Edge
 from labctl.bus.mqtt import MqttBus
 from labctl.controller import Controller
 from labctl.metrics.points import PointEncoder, RunTags
-from labctl.metrics.spool import OffsetStore, Spool
+from labctl.metrics.spool_link import SpoolLink
 from labctl.protocol import topics
 from labctl.rig.directory import DeviceDirectory
 
@@ -81,17 +81,15 @@ async def test_bad_input_is_explained_and_the_controller_keeps_running(
     watcher.subscribe("lab/v1/_err/#", qos=1)
     watcher.loop_start()
 
-    spool = Spool(tmp_path / "spool")
     edge = Edge(DeviceDirectory(), MqttSensorDriver())
     bus = MqttBus(broker.host, broker.port, "ctl-errors", topics.DEVICE_SUBSCRIPTIONS)
-    async with bus:
+    spool = SpoolLink(tmp_path / "spool", segment_bytes=64 * 1024 * 1024, endpoints=[])
+    async with spool, bus:
         ctl = Controller(
             bus,
             edge,
             spool,
             PointEncoder("rig", lambda r: "dut", lambda r: RunTags("r1", "t")),
-            [],
-            OffsetStore(tmp_path / "spool" / "offsets"),
         )
         ingest = asyncio.create_task(ctl.ingest())
         replies = asyncio.create_task(ctl.error_replies())
@@ -130,4 +128,3 @@ async def test_bad_input_is_explained_and_the_controller_keeps_running(
     telemetry = [line for line in text.splitlines() if line.startswith("telemetry,")]
     assert len(telemetry) == 2
     assert sum(1 for line in text.splitlines() if line.startswith("rejected,")) == len(BAD)
-    spool.close()
