@@ -76,6 +76,10 @@ class SerialTransport:
         channels = driver.channels()
         self._period = 1.0 / max(c.rate_hz for c in channels)
         self._topic = f"serial:{cfg.path}"
+        # One stamper for the device's whole life, not one per session: a session that starts
+        # right after a reopen must not stamp a reading at (or before) the last one of the
+        # previous session — the TSDB keys points by series and time, and would keep only one.
+        self._stamper = Stamper(clock, self._period, grid_origin)
 
     def stop(self) -> None:
         """Ask :meth:`run` to let go of the port (sleep commands, offline) and return."""
@@ -122,7 +126,7 @@ class SerialTransport:
         )
         log.info("%s: online on %s (session %s)", self.ref, self.cfg.path, session)
         decoder = self.driver.decoder()
-        stamper = Stamper(self.clock, self._period, self.grid_origin)
+        stamper = self._stamper
         why = "stopped"
         try:
             for cmd in self.driver.startup():

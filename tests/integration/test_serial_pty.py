@@ -287,6 +287,9 @@ async def test_silence_reopens_the_port(pms: Bench) -> None:
     t.stop()
     await asyncio.wait_for(task, 5)
     assert "offline" in pms.presence()
+    # time stamps keep increasing across the reopen: equal ones would be one point in a TSDB
+    ts = [x.ts for r in pms.results for x in r.readings]
+    assert all(b > a for a, b in itertools.pairwise(ts))
 
 
 async def test_port_errors_in_words(tmp_path: Path) -> None:
