@@ -97,8 +97,8 @@ def _measure(root: Path, nodes: int, window_s: float, warmup_s: float) -> Result
         t_online = sim.wait_online(180)
         time.sleep(warmup_s)
         assert broker.pid is not None
-        procs = {"controller": psutil.Process(ctl.pid), "simulator": psutil.Process(sim.pid),
-                 "mosquitto": psutil.Process(broker.pid)}
+        procs = {"controller": psutil.Process(ctl.pid), "spool": psutil.Process(ctl.spool_pid()),
+                 "simulator": psutil.Process(sim.pid), "mosquitto": psutil.Process(broker.pid)}
         before = _cpu(procs)
         t0 = time.time()
         time.sleep(window_s)
@@ -166,14 +166,16 @@ def main() -> int:
          f"{r.latency_ms['p50']:.1f}", f"{r.latency_ms['p95']:.1f}",
          f"{r.latency_ms['p99']:.1f}", f"{r.latency_ms['max']:.0f}",
          f"{r.cpu_pct['controller']:.1f}", f"{r.rss_mib['controller']:.0f}",
+         f"{r.cpu_pct['spool']:.1f}", f"{r.rss_mib['spool']:.0f}",
          f"{r.cpu_pct['simulator']:.1f}", f"{r.rss_mib['simulator']:.0f}",
          f"{r.cpu_pct['mosquitto']:.1f}"]
         for r in results
     ]
     print(table(
         ["nodes", "offered msg/s", "delivered msg/s", "complete", "p50 ms", "p95 ms", "p99 ms",
-         "max ms", "ctl CPU %", "ctl RSS MiB", "sim CPU %", "sim RSS MiB", "broker CPU %"],
-        rows, [True] * 13,
+         "max ms", "ctl CPU %", "ctl RSS MiB", "spool CPU %", "spool RSS MiB", "sim CPU %",
+         "sim RSS MiB", "broker CPU %"],
+        rows, [True] * 15,
     ))
     ok = True
     for r in results:

@@ -242,6 +242,15 @@ class ControllerProcess:
         """The controller's process id."""
         return self.proc.pid
 
+    def spool_pid(self) -> int:
+        """The process id of the controller's spool process (its child)."""
+        import psutil
+
+        for child in psutil.Process(self.proc.pid).children():
+            if "labctl.metrics.spool_process" in " ".join(child.cmdline()):
+                return child.pid
+        raise AssertionError("the controller has no spool process")
+
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Everything reported so far (of one ``kind``)."""
         if not self.report.exists():

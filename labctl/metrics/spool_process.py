@@ -19,7 +19,7 @@ import logging
 import signal
 import socket
 import sys
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -47,26 +47,59 @@ from labctl.metrics.spool_wire import (
 
 log = logging.getLogger("labctl.spool")
 
+GROUP_REQUESTS = 64
+GROUP_BYTES = 16 * 1024 * 1024
 
-class _Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
+class FrameReader:
+    """Frames from a blocking socket, with a look at whether another one is already there."""
 
-def read_frame(f: _Readable) -> tuple[dict[str, Any], bytes] | None:
-    """The next frame, or None at the end of the stream."""
-    head = f.read(HEAD.size)
-    if len(head) < HEAD.size:
-        return None
-    hlen, blen = HEAD.unpack(head)
-    if hlen > MAX_HEADER:
-        raise ValueError(f"frame header of {hlen} bytes")
-    header = orjson.loads(f.read(hlen))
-    body = f.read(blen) if blen else b""
-    if len(body) < blen:
-        return None
-    if not isinstance(header, dict):
-        raise ValueError("frame header is not an object")
-    return header, body
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(max(n - len(self.buf), 1024 * 1024))
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def read(self) -> tuple[dict[str, Any], bytes] | None:
+        """The next frame, or None at the end of the stream."""
+        if not self._fill(HEAD.size):
+            return None
+        hlen, blen = HEAD.unpack_from(self.buf)
+        if hlen > MAX_HEADER:
+            raise ValueError(f"frame header of {hlen} bytes")
+        end = HEAD.size + hlen + blen
+        if not self._fill(end):
+            return None
+        header = orjson.loads(bytes(self.buf[HEAD.size : HEAD.size + hlen]))
+        body = bytes(self.buf[HEAD.size + hlen : end])
+        del self.buf[:end]
+        if not isinstance(header, dict):
+            raise ValueError("frame header is not an object")
+        return header, body
+
+    def take_arrived(self) -> None:
+        """Move what has arrived on the socket into the buffer, without waiting."""
+        while True:
+            try:
+                chunk = self.sock.recv(1024 * 1024, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not chunk:
+                return  # the end of the stream: read() reports it once the buffer is used up
+            self.buf += chunk
+
+    def has_frame(self) -> bool:
+        """True when a whole frame is in the buffer (reading it will not wait)."""
+        if len(self.buf) < HEAD.size:
+            return False
+        hlen, blen = HEAD.unpack_from(self.buf)
+        return bool(len(self.buf) >= HEAD.size + hlen + blen)
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -86,7 +119,7 @@ class SpoolServer:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.rfile: _Readable = sock.makefile("rb", buffering=1024 * 1024)
+        self.frames = FrameReader(sock)
         self.spool: Spool | None = None
         self.drainers: list[ThreadedDrainer] = []
 
@@ -118,10 +151,8 @@ class SpoolServer:
     def serve(self) -> None:
         """Answer requests until ``close`` or the end of the stream."""
         assert self.spool is not None
-        while True:
-            got = read_frame(self.rfile)
-            if got is None:
-                return
+        got = self.frames.read()
+        while got is not None:
             req, body = got
             op, rid = req.get("op"), req.get("id")
             if op == "close":
@@ -130,24 +161,64 @@ class SpoolServer:
                 return
             if op == "status":
                 self.send({"id": rid, "drainers": [status_json(d.status()) for d in self.drainers]})
+                got = self.frames.read()
                 continue
-            try:
-                if op == "block":
-                    block, text = unpack_block(req, body)
-                    data = format_block(block).encode() + text
-                elif op == "append":
-                    data = body
-                else:
-                    raise ValueError(f"unknown request {op!r}")
-                pos = self.spool.append(data)
-            except Exception as exc:  # every failure is the controller's to report
-                if not isinstance(exc, SpoolError):
-                    log.exception("spool request %s failed", op)
-                self.send({"id": rid, "error": str(exc), "kind": _error_kind(exc)})
+            # Group commit: the writes that had arrived by now go to the spool with one fsync
+            # (only those: waiting for more would delay the first one's acknowledgement).
+            self.frames.take_arrived()
+            group = [self._prepare(req, body)]
+            size = len(group[0][1] or b"")
+            got = None
+            while len(group) < GROUP_REQUESTS and size < GROUP_BYTES and self.frames.has_frame():
+                got = self.frames.read()
+                if got is None or got[0].get("op") not in ("block", "append"):
+                    break
+                group.append(self._prepare(*got))
+                size += len(group[-1][1] or b"")
+                got = None
+            self._commit(group)
+            if got is None:
+                got = self.frames.read()
+
+    def _prepare(self, req: dict[str, Any], body: bytes) -> tuple[Any, bytes | None, str]:
+        """(id, lines to append or None, error)."""
+        op = req.get("op")
+        try:
+            if op == "block":
+                block, text = unpack_block(req, body)
+                data = format_block(block).encode() + text
+            elif op == "append":
+                data = body
+            else:
+                raise ValueError(f"unknown request {op!r}")
+            if data and not data.endswith(b"\n"):
+                raise ValueError("spool appends whole lines: data must end with a newline")
+        except Exception as exc:  # every failure is the controller's to report
+            log.exception("spool request %s failed", op)
+            return req.get("id"), None, str(exc)
+        return req.get("id"), data, ""
+
+    def _commit(self, group: list[tuple[Any, bytes | None, str]]) -> None:
+        """Append the group's lines at once; tell each request where its lines end."""
+        assert self.spool is not None
+        data = b"".join(d for _, d, _ in group if d)
+        try:
+            end = self.spool.append(data)
+        except SpoolError as exc:  # nothing of the group was kept
+            for rid, _, err in group:
+                self.send({"id": rid, "error": err or str(exc), "kind": _error_kind(exc)})
+            return
+        if data:
+            for drainer in self.drainers:
+                drainer.notify()
+        # All of it went into one segment (the spool rolls before an append, never inside).
+        offset = end.offset - len(data)
+        for rid, d, err in group:
+            if d is None:
+                self.send({"id": rid, "error": err, "kind": "internal"})
                 continue
-            for d in self.drainers:
-                d.notify()
-            self.send({"id": rid, "pos": position_json(pos)})
+            offset += len(d)
+            self.send({"id": rid, "pos": [end.segment, offset]})
 
     def shutdown(self) -> None:
         """Stop the drainers after their current batch, then close the spool."""
@@ -172,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=args.fd)
     server = SpoolServer(sock)
     try:
-        got = read_frame(server.rfile)
+        got = server.frames.read()
         if got is None or got[0].get("op") != "open":
             return 2
         if not server.open(got[0]):

@@ -72,11 +72,14 @@ def test_400_nodes_at_1_hz_lose_nothing_and_the_controller_does_not_grow(
         sim = Simulator(broker.host, broker.port, NODES, tmp_path / "sim-stats.json")
         t_online = sim.wait_online(60)
         proc = psutil.Process(ctl.pid)
+        spool_proc = psutil.Process(ctl.spool_pid())
         rss: list[tuple[float, int]] = []
+        spool_rss: list[tuple[float, int]] = []
         for i in range(int((RUN_S - WARMUP_S) / EVERY_S) + 1):
             at = t_online + WARMUP_S + i * EVERY_S
             time.sleep(max(0.0, at - time.time()))
             rss.append((time.time() - t_online, proc.memory_info().rss))
+            spool_rss.append((time.time() - t_online, spool_proc.memory_info().rss))
         sim_stats = sim.stop()
         published = sum(int(s["published"]) for s in sim_stats.values())
         # Let the controller take in what the nodes flushed at SIGTERM, then stop it.
@@ -109,6 +112,9 @@ def test_400_nodes_at_1_hz_lose_nothing_and_the_controller_does_not_grow(
     # No growth: the slope of a linear fit over the second half of the samples after warm-up.
     half = len(rss) // 2
     rss_slope = _slope_mib_per_min([t for t, _ in rss[half:]], [v for _, v in rss[half:]])
+    spool_slope = _slope_mib_per_min(
+        [t for t, _ in spool_rss[half:]], [v for _, v in spool_rss[half:]]
+    )
     traced = [(e["t"], e["traced"]) for e in ticks if e["wall"] >= t_online + WARMUP_S]
     assert len(traced) >= 8
     half_t = traced[len(traced) // 2:]
@@ -117,7 +123,9 @@ def test_400_nodes_at_1_hz_lose_nothing_and_the_controller_does_not_grow(
         f"\n{NODES} nodes, {RUN_S:g} s: {published} samples acknowledged, {len(distinct)} "
         f"spooled ({len(distinct) / published:.5f}), nominal window {len(in_window)}/"
         f"{nominal:g}; controller RSS {rss[-1][1] / 2**20:.1f} MiB, slope "
-        f"{rss_slope:+.3f} MiB/min; Python heap slope {traced_slope:+.3f} MiB/min"
+        f"{rss_slope:+.3f} MiB/min; Python heap slope {traced_slope:+.3f} MiB/min; spool "
+        f"process RSS {spool_rss[-1][1] / 2**20:.1f} MiB, slope {spool_slope:+.3f} MiB/min"
     )
     assert traced_slope < MAX_TRACED_MIB_PER_MIN, traced
     assert rss_slope < MAX_RSS_MIB_PER_MIN, rss
+    assert spool_slope < MAX_RSS_MIB_PER_MIN, spool_rss

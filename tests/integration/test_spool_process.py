@@ -37,13 +37,15 @@ def _readings(n: int, start: int = 0) -> list[Reading]:
 async def test_appends_land_in_order_with_their_positions(tmp_path: Path) -> None:
     enc = PointEncoder("rig", lambda r: "dut", lambda r: RunTags("r1", "t"))
     expected = b""
+    parts: list[bytes] = []
     async with _link(tmp_path, segment_bytes=20_000) as link:
         futures = []
         for k in range(10):  # pipelined: all sent before the first answer is awaited
             rs = _readings(50, 50 * k)
             text = f'event,kind=x name="batch {k}" {k}\n'.encode()
             futures.append(link.send_block(enc.pack(rs), text))
-            expected += enc.readings(rs).encode() + text
+            parts.append(enc.readings(rs).encode() + text)
+            expected += parts[-1]
         positions = [await f for f in futures]
         end = await link.append(b'event,kind=x name="last" 99\n')
         expected += b'event,kind=x name="last" 99\n'
@@ -53,6 +55,12 @@ async def test_appends_land_in_order_with_their_positions(tmp_path: Path) -> Non
     assert len(reader.segments()) > 1  # rolled over segments on the way
     data, stop = reader.read(SpoolPosition(1, 0), 100 * MiB)
     assert data == expected and stop == end
+    # each request's position is the end of its own lines (appends waiting together share an
+    # fsync, not their positions)
+    prev = SpoolPosition(1, 0)
+    for part, pos in zip(parts, positions, strict=True):
+        assert reader.read(prev, len(part)) == (part, pos)
+        prev = pos
 
 
 async def test_a_second_writer_is_refused_in_words(tmp_path: Path) -> None:
