@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 from labctl_drivers.mqtt_sensor import MqttSensorDriver
 
@@ -111,3 +112,30 @@ async def test_a_dead_spool_process_faults_the_controller_in_words(tmp_path: Pat
     # what was acknowledged before the kill is in the spool, whole
     data, _ = Spool.open_reader(tmp_path).read(SpoolPosition(1, 0), MiB)
     assert data.count(b"\n") == 3 and data.endswith(b"\n")
+
+
+async def test_a_failed_write_faults_the_controller_and_keeps_nothing_partial(
+    tmp_path: Path,
+) -> None:
+    """A write the disk refuses (here: the spool process's file size limit, so the test needs
+    no privileges) reaches the controller in words; the segment is cut back to whole lines,
+    and once the disk takes writes again the spool goes on."""
+    enc = PointEncoder("rig", lambda r: "dut", lambda r: RunTags("r1", "t"))
+    async with _link(tmp_path) as link:
+        bus = MqttBus("127.0.0.1", 1, "unused", [])
+        ctl = Controller(bus, Edge(DeviceDirectory(), MqttSensorDriver()), link, enc)
+        await ctl.accept_local(EdgeResult(readings=_readings(10)))
+        size = (tmp_path / "00000001.lp").stat().st_size
+        assert link.pid is not None
+        child = psutil.Process(link.pid)
+        child.rlimit(psutil.RLIMIT_FSIZE, (size + 100, psutil.RLIM_INFINITY))  # a line or so
+        with pytest.raises(ControllerFault) as info:
+            await ctl.accept_local(EdgeResult(readings=_readings(50, 10)))
+        msg = str(info.value)
+        assert "cannot write the spool" in msg and "File too large" in msg
+        assert "not acknowledged and will be redelivered" in msg
+        assert (tmp_path / "00000001.lp").stat().st_size == size  # cut back, nothing partial
+        child.rlimit(psutil.RLIMIT_FSIZE, (psutil.RLIM_INFINITY, psutil.RLIM_INFINITY))
+        await link.append(b"m f=1 1\n")
+    data, _ = Spool.open_reader(tmp_path).read(SpoolPosition(1, 0), MiB)
+    assert data.count(b"\n") == 11 and data.endswith(b"m f=1 1\n")
