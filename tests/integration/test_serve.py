@@ -229,7 +229,9 @@ def test_two_runs_never_share_a_device(tmp_path: Path, broker: PrivateBroker) ->
     served = Served(tmp_path / "slow", broker, speed=25_000)
     try:
         spec = yaml.safe_load((REPO / "trials" / "pm25-collocation.yaml").read_text())
-        spec["duration"] = "2d"
+        # Long enough (~14 s at 25,000×) to outlast two `labctl run` clients starting up on a
+        # busy 2-core machine: the queued one must be submitted while the first still runs.
+        spec["duration"] = "4d"
         path = tmp_path / "short.yaml"
         path.write_text(yaml.safe_dump(spec))
         first = subprocess.Popen(
