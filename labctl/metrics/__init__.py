@@ -4,8 +4,13 @@
   :func:`encode_prefix` / :func:`encode_line`.
 * :mod:`labctl.metrics.spool` — :class:`Spool` (append-only segments, the write-ahead log) and
   :class:`OffsetStore` (each sink's committed position).
-* :mod:`labctl.metrics.influx` — InfluxDB endpoints, the HTTP writer and the spool drainer
-  (import it from there: it pulls in httpx and pydantic, which the ingest path does not need).
+* :mod:`labctl.metrics.influx` and :mod:`labctl.metrics.drainer` — InfluxDB endpoints, the
+  HTTP writer and the spool drainer (import them from there: they pull in httpx and pydantic).
+* :mod:`labctl.metrics.points` — what the lab records as points; readings are packed by the
+  controller and formatted by the spool process.
+* :mod:`labctl.metrics.spool_process` / :mod:`labctl.metrics.spool_link` — the process that
+  owns the spool (formats, appends with fsync, drains) and the controller's side of it
+  (see ``docs/ingest.md``).
 """
 
 from labctl.metrics.lineprotocol import Point, encode, encode_line, encode_prefix
