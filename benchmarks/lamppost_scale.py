@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,7 @@ from _common import REPO, load_note, table, use_repo_imports
 
 use_repo_imports()
 
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+from labctl.procs import terminate  # noqa: E402
 
 
 def _serve(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
@@ -69,7 +60,7 @@ def _serve(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while read_info(data) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
+            terminate(proc, 30.0)
             raise RuntimeError(f"labctl serve did not start: {(root / 'serve.log').read_text()}")
         time.sleep(0.05)
     return proc
@@ -137,13 +128,13 @@ def main() -> int:
                 [k, f"{100 * cpu / elapsed:.1f}", f"{1000 * cpu / elapsed:.0f}",
                  f"{rss[k] / 2**20:.0f}"]
             )
-        _stop(sim)
+        terminate(sim, 30.0)
         stats = json.loads(stats_file.read_text())
     finally:
         if sim is not None:
-            _stop(sim)
+            terminate(sim, 30.0)
         if serve is not None:
-            _stop(serve)
+            terminate(serve, 30.0)
         broker.stop()
 
     published = sum(int(s["published"]) for s in stats.values())

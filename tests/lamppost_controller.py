@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labctl.procs import terminate
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -190,14 +192,6 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_")}
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 class ControllerProcess:
@@ -276,7 +270,7 @@ class ControllerProcess:
 
     def stop(self, timeout: float = 30.0) -> dict[str, Any] | None:
         """SIGTERM, wait; the ``final`` event if it wrote one."""
-        _stop(self.proc, timeout)
+        terminate(self.proc, timeout)
         self._log.close()
         final = self.events("final")
         return final[0] if final else None
@@ -341,7 +335,7 @@ class Simulator:
 
     def stop(self, timeout: float = 30.0) -> dict[str, dict[str, Any]]:
         """SIGTERM (the nodes flush and go offline), wait, and return the stats file."""
-        _stop(self.proc, timeout)
+        terminate(self.proc, timeout)
         if self.proc.returncode != 0:
             raise RuntimeError(
                 f"the simulator exited with {self.proc.returncode}:\n"

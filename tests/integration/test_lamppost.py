@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from labctl.protocol.payloads import CommandRequest, State
 from labctl.readings import DeviceRef, Reading
 from labctl.rig.reservations import Reservations
 from labctl.rig.runtime import RigRuntime, open_runtime
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,14 +52,6 @@ def _spec(node_id: str, **kw: object) -> LamppostSpec:
     }
     base.update(kw)
     return LamppostSpec.model_validate(base)
-
-
-async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +36,11 @@ from labctl.readings import DeviceRef, Reading
 from labctl.rig.reservations import Reservations
 from labctl.rig.runtime import RigRuntime, open_runtime
 from labctl.trial.conditions import RigConditions
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
 SEED = 11
-
-
-async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
