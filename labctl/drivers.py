@@ -12,7 +12,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from labctl.plugins import PluginError, PluginRegistry
-from labctl.protocol.payloads import Manifest, SampleIn
+from labctl.protocol.inbound import SampleIn
+from labctl.protocol.payloads import Manifest
 from labctl.readings import DeviceRef, Reading
 from labctl.serial_driver import SerialDriver
 

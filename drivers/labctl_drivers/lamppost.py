@@ -27,7 +27,8 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from labctl.commands import CommandClient, CommandOutcome
-from labctl.protocol.payloads import Manifest, SampleIn
+from labctl.protocol.inbound import SampleIn
+from labctl.protocol.payloads import Manifest
 from labctl.readings import DeviceRef, Reading
 
 STREAM = "node"
@@ -86,7 +87,7 @@ class LamppostDriver:
     ) -> list[Reading]:
         """One reading per sample; ValueError in words for undeclared or impossible values."""
         declared = {c.name for c in manifest.channels}
-        used: set[str] = set().union(*(s["v"] for s in samples))
+        used: set[str] = set().union(*(s.v for s in samples))
         if not used <= declared:
             raise ValueError(
                 f"channel(s) {', '.join(sorted(used - declared))} not declared in the manifest "
@@ -94,13 +95,11 @@ class LamppostDriver:
             )
         for name in used & _RANGES.keys():
             lo, hi = _RANGES[name]
-            bad = [s["v"][name] for s in samples if not lo <= s["v"].get(name, lo) <= hi]
+            bad = [s.v[name] for s in samples if not lo <= s.v.get(name, lo) <= hi]
             if bad:
                 raise ValueError(f"{name} = {bad[0]:g} is outside {lo:g}…{hi:g}")
         make = Reading._make
-        return [
-            make((device, stream, session, s["seq"], s["ts"], s["v"], received_ns)) for s in samples
-        ]
+        return [make((device, stream, session, s.seq, s.ts, s.v, received_ns)) for s in samples]
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -275,6 +274,4 @@ class Lamppost:
         self, delay_ms: int = 0, *, timeout_s: float | None = None, command_id: str | None = None
     ) -> CommandOutcome:
         """Ping: ``{"runs": n}`` after ``delay_ms``."""
-        return await self.send(
-            Noop(delay_ms=delay_ms), timeout_s=timeout_s, command_id=command_id
-        )
+        return await self.send(Noop(delay_ms=delay_ms), timeout_s=timeout_s, command_id=command_id)

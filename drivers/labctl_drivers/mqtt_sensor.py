@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from labctl.protocol.payloads import Manifest, SampleIn
+from labctl.protocol.inbound import SampleIn
+from labctl.protocol.payloads import Manifest
 from labctl.readings import DeviceRef, Reading
 
 
@@ -25,7 +26,7 @@ class MqttSensorDriver:
     ) -> list[Reading]:
         """One reading per sample; an undeclared channel rejects the message (ValueError)."""
         declared = {c.name for c in manifest.channels}
-        used = set().union(*(s["v"] for s in samples))  # every key of every sample, in C
+        used = set().union(*(s.v for s in samples))  # every key of every sample, in C
         if not used <= declared:
             raise ValueError(
                 f"channel(s) {', '.join(sorted(used - declared))} not declared in the manifest "
@@ -35,6 +36,6 @@ class MqttSensorDriver:
         # runs once per reading on the ingest path.
         new = tuple.__new__
         return [
-            new(Reading, (device, stream, session, s["seq"], s["ts"], s["v"], received_ns))
+            new(Reading, (device, stream, session, s.seq, s.ts, s.v, received_ns))
             for s in samples
         ]

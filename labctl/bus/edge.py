@@ -18,16 +18,14 @@ from pydantic import ValidationError
 from labctl.bus.mqtt import InboundMessage
 from labctl.drivers import TelemetryDriver
 from labctl.protocol import topics
+from labctl.protocol.inbound import InboundError, decode_telemetry
 from labctl.protocol.payloads import (
     MAX_EVENT_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_TELEMETRY_BYTES,
-    TELEMETRY_BATCH_IN,
-    TELEMETRY_IN,
     CommandResponse,
     Detections,
     Manifest,
-    SampleIn,
     State,
 )
 from labctl.readings import DeviceRef, Reading
@@ -313,9 +311,9 @@ class Edge:
         if rec is None or rec.manifest is None:
             return
         try:
-            session, samples = _parse_telemetry(payload)
-        except ValidationError as exc:
-            self._reject(out, msg.topic, ref.vendor, ref.device, _reason(exc), _explain(exc))
+            session, samples = decode_telemetry(payload)
+        except InboundError as exc:
+            self._reject(out, msg.topic, ref.vendor, ref.device, exc.reason, exc.detail)
             return
         fresh = rec.sequences.accept_samples(session, samples)
         dup = len(samples) - len(fresh)
@@ -333,32 +331,6 @@ class Edge:
         rec.readings += len(readings)
         rec.last_seen = msg.received_ns / 1e9
         out.readings.extend(readings)
-
-
-def _parse_telemetry(payload: bytes) -> tuple[str, list[SampleIn]]:
-    """A batch or a single sample. The cheap byte test picks the likely form; a channel that
-    happens to be called ``samples`` falls back to the single form. The error reported is the
-    one of the form with fewer problems."""
-    forms = [_batch, _single] if b'"samples"' in payload else [_single, _batch]
-    errors: list[ValidationError] = []
-    for parse in forms:
-        try:
-            return parse(payload)
-        except ValidationError as exc:
-            if exc.errors() and exc.errors()[0]["type"] == "json_invalid":
-                raise
-            errors.append(exc)
-    raise min(errors, key=lambda e: e.error_count())
-
-
-def _batch(payload: bytes) -> tuple[str, list[SampleIn]]:
-    batch = TELEMETRY_BATCH_IN.validate_json(payload)
-    return batch["session"], batch["samples"]
-
-
-def _single(payload: bytes) -> tuple[str, list[SampleIn]]:
-    one = TELEMETRY_IN.validate_json(payload)
-    return one["session"], [SampleIn(seq=one["seq"], ts=one["ts"], v=one["v"])]
 
 
 def _reason(exc: ValidationError) -> str:

@@ -7,7 +7,8 @@ shares it), checked against a real ``influxd`` 1.6 by ``tests/integration``:
 * measurement: comma and space are escaped with a backslash;
 * tag keys, tag values and field keys: comma, equals sign and space are escaped;
 * string field values are double-quoted, with backslash and double quote escaped;
-* integers get an ``i`` suffix, booleans are ``true``/``false``, floats use :func:`repr`
+* integers get an ``i`` suffix, booleans are ``true``/``false``, floats the shortest digits
+  that read back as the same double (orjson's, as :func:`repr` but ``1e-7`` for ``1e-07``)
   (NaN and infinities have no line-protocol form and raise :class:`ValueError`);
 * tags are sorted by key (InfluxDB's recommendation: the server does less work);
 * an empty tag value is omitted, because InfluxDB rejects ``tag=`` as a missing value.
@@ -35,6 +36,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+import orjson
 
 FieldValue = float | int | bool | str
 
@@ -161,7 +164,9 @@ def _check_field_key(key: str) -> None:
 
 def _float(key: str, value: float) -> str:
     if math.isfinite(value):
-        return repr(value)
+        # orjson's shortest round-trip digits: repr's, but "1e-7" for "1e-07". The spool
+        # process formats readings with orjson in bulk; both must write the same bytes.
+        return orjson.dumps(value).decode()
     raise ValueError(
         f"field {key!r} is {value}: line protocol has no NaN or infinity; "
         "leave the field out (no reading) instead"

@@ -14,58 +14,16 @@ Measurements and their tags (low cardinality; values are fields):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
 
 from labctl.bus.edge import DetectionEvent, Rejection
 from labctl.evaluators.result import EvaluationResult
 from labctl.metrics.lineprotocol import encode_line, encode_prefix, field_key, string_value
 from labctl.readings import DeviceRef, Reading
-
-# Line formatters for 1–6 fields as compiled f-strings (about twice as fast as str.format,
-# which re-parses its template on every call). Written out, not generated: no eval.
-Fmt = Callable[[str, tuple[str, ...], Sequence[float], int, str, int], str]
-
-
-def _line1(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    return f'{p} {k[0]}{v[0]!r},seq={q}i,session="{s}" {t}\n'
-
-
-def _line2(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    return f'{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},seq={q}i,session="{s}" {t}\n'
-
-
-def _line3(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    return f'{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},seq={q}i,session="{s}" {t}\n'
-
-
-def _line4(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    return (
-        f"{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},{k[3]}{v[3]!r},"
-        f'seq={q}i,session="{s}" {t}\n'
-    )
-
-
-def _line5(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    return (
-        f"{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},{k[3]}{v[3]!r},{k[4]}{v[4]!r},"
-        f'seq={q}i,session="{s}" {t}\n'
-    )
-
-
-def _line6(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    return (
-        f"{p} {k[0]}{v[0]!r},{k[1]}{v[1]!r},{k[2]}{v[2]!r},{k[3]}{v[3]!r},{k[4]}{v[4]!r},"
-        f'{k[5]}{v[5]!r},seq={q}i,session="{s}" {t}\n'
-    )
-
-
-def _line_any(p: str, k: tuple[str, ...], v: Sequence[float], q: int, s: str, t: int) -> str:
-    fields = ",".join([a + repr(b) for a, b in zip(k, v, strict=True)])
-    return f'{p} {fields},seq={q}i,session="{s}" {t}\n'
-
-
-_LINES: dict[int, Fmt] = {1: _line1, 2: _line2, 3: _line3, 4: _line4, 5: _line5, 6: _line6}
 
 
 def _check_finite(keys: tuple[str, ...], values: tuple[float, ...]) -> None:
@@ -89,18 +47,41 @@ def new_group(prefix: str, keys: list[str], session: str) -> ReadingGroup:
     return (prefix, keys, session, [], [], [])
 
 
-def format_block(block: ReadingBlock) -> str:
-    """The line protocol of a :data:`ReadingBlock` (one line per reading)."""
-    lines: list[str] = []
-    append = lines.append
-    for prefix, key_list, sess, values, seqs, stamps in block:
-        keys = tuple(key_list)
-        line = _LINES.get(len(keys), _line_any)
-        # One tuple of values per reading, cut by zip over one iterator (no slicing).
-        it = map(float, values)  # ints and bools are written as floats
-        for v, seq, ts in zip(zip(*[it] * len(keys), strict=False), seqs, stamps, strict=True):
-            append(line(prefix, keys, v, seq, sess, round(ts * 1e9)))
-    return "".join(lines)
+def format_block(block: ReadingBlock) -> bytes:
+    """The line protocol of a :data:`ReadingBlock` (one line per reading), as bytes.
+
+    Vectorised per group: orjson writes all the group's values at once (the same shortest
+    round-trip digits as :func:`repr` and :func:`~labctl.metrics.lineprotocol.encode_line`),
+    and one ``%`` format of the group's line template repeated ``n`` times lays them out —
+    no Python call per reading. About twice as fast as an f-string per line, and this runs
+    for every reading in the spool process.
+    """
+    out: list[bytes] = []
+    for prefix, keys, sess, values, seqs, stamps in block:
+        k, n = len(keys), len(seqs)
+        if not n:
+            continue
+        # Tag values, keys and sessions may hold "%": doubled, they stay literal.
+        fields = "".join(f"{_pct(key)}%b," for key in keys)
+        line = f'{_pct(prefix)} {fields}seq=%di,session="{_pct(sess)}" %d\n'.encode()
+        # ints and bools are written as floats (numpy converts them in C).
+        written = orjson.dumps(
+            np.asarray(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY
+        )
+        if b"null" in written:  # orjson's NaN and ±∞; pack() has already refused them
+            raise ValueError("line protocol has no NaN or infinity")
+        args: list[object] = [None] * (n * (k + 2))
+        tokens = written[1:-1].split(b",") if k else []
+        for j in range(k):
+            args[j :: k + 2] = tokens[j::k]
+        args[k :: k + 2] = seqs
+        args[k + 1 :: k + 2] = [round(ts * 1e9) for ts in stamps]
+        out.append((line * n) % tuple(args))
+    return b"".join(out)
+
+
+def _pct(text: str) -> str:
+    return text.replace("%", "%%")
 
 
 @dataclass(frozen=True)
@@ -129,7 +110,7 @@ class PointEncoder:
 
     def readings(self, readings: Iterable[Reading]) -> str:
         """Line protocol for readings (one line each); byte-identical to :func:`encode_line`."""
-        return format_block(self.pack(readings))
+        return format_block(self.pack(readings)).decode()
 
     def pack(self, readings: Iterable[Reading]) -> ReadingBlock:
         """Readings as a :data:`ReadingBlock`: what :func:`format_block` turns into lines.

@@ -186,7 +186,7 @@ class SpoolServer:
         try:
             if op == "block":
                 block, text = unpack_block(req, body)
-                data = format_block(block).encode() + text
+                data = format_block(block) + text
             elif op == "append":
                 data = body
             else:

@@ -15,11 +15,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     field_validator,
-    with_config,
 )
-from typing_extensions import TypedDict
 
 SCHEMA = "labctl/1"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -220,41 +217,3 @@ class Detections(_Strict):
     objects: list[DetectedObject] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_FRAME)
 
 
-# -- the inbound hot path ---------------------------------------------------------------------
-# The edge validates telemetry into TypedDicts rather than models: the same rules (strict
-# types, no NaN/∞, bounds, no unknown keys) without one object per sample. The model classes
-# above stay the documented schema and what producers (simulators) serialise; a unit test
-# holds both to the same accept/reject behaviour.
-
-_IN = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-@with_config(_IN)
-class SampleIn(TypedDict):
-    """One validated inbound sample."""
-
-    seq: Annotated[int, Field(ge=0, lt=2**63)]
-    ts: EpochSeconds
-    v: Values
-
-
-@with_config(_IN)
-class TelemetryIn(TypedDict):
-    """One validated inbound single-sample message."""
-
-    session: Session
-    seq: Annotated[int, Field(ge=0, lt=2**63)]
-    ts: EpochSeconds
-    v: Values
-
-
-@with_config(_IN)
-class TelemetryBatchIn(TypedDict):
-    """One validated inbound batch."""
-
-    session: Session
-    samples: Annotated[list[SampleIn], Field(min_length=1, max_length=MAX_BATCH_SAMPLES)]
-
-
-TELEMETRY_IN: TypeAdapter[TelemetryIn] = TypeAdapter(TelemetryIn)
-TELEMETRY_BATCH_IN: TypeAdapter[TelemetryBatchIn] = TypeAdapter(TelemetryBatchIn)

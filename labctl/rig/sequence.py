@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
-from labctl.protocol.payloads import SampleIn
+from labctl.protocol.inbound import SampleIn
 
 
 @dataclass
@@ -59,14 +59,14 @@ class SequenceTracker:
     def accept_samples(self, session: str, samples: list[SampleIn]) -> list[SampleIn]:
         """The samples whose ``(session, seq)`` is new, recorded; duplicates left out."""
         s = self._get(session)
-        seqs = [sample["seq"] for sample in samples]
+        seqs = [sample.seq for sample in samples]
         n, lo = len(seqs), seqs[0]
         if (n == 1 or seqs == list(range(lo, lo + n))) and _add(s, lo, lo + n - 1):
             # The common case: ascending consecutive seqs, none seen before.
             s.count += len(samples)
             self._prune(s)
             return samples
-        fresh = [sample for sample in samples if _add(s, sample["seq"], sample["seq"])]
+        fresh = [sample for sample in samples if _add(s, sample.seq, sample.seq)]
         s.count += len(fresh)
         self._prune(s)
         return fresh

@@ -75,6 +75,14 @@ def test_batches_and_dedupe_on_session_seq(edge: Edge) -> None:
         (orjson.dumps({**tele(1), "extra": 1}), "schema", "extra"),
         (orjson.dumps(tele(1) | {"v": {"pm10": 3.0}}), "channel", "not declared"),
         (b"\xff\xfe\x00", "json", "JSON"),
+        (b'{"session":"sess1","seq":1,"ts":1780000000,"v":{"pm25":1e999}}', "schema", "v.pm25"),
+        (
+            b'{"session":"sess1","samples":[{"seq":1,"ts":1780000000,"v":{"pm25":1}},'
+            b'{"seq":2,"ts":1780000000,"v":{"pm25":true}}]}',
+            "schema",
+            "samples.1.v.pm25: expected `float`, got `bool`",
+        ),
+        (b'{"session":"sess1","seq":1,"ts":1780000000,"v":{"pm25":-Infinity}}', "schema", "-Inf"),
     ],
 )
 def test_bad_telemetry_is_rejected_in_words(

@@ -27,7 +27,8 @@ from pydantic import ValidationError
 
 from labctl.commands import CommandClient
 from labctl.drivers import driver_registry
-from labctl.protocol.payloads import TELEMETRY_BATCH_IN, ChannelSpec, DeviceIdentity, Manifest
+from labctl.protocol.inbound import decode_batch
+from labctl.protocol.payloads import ChannelSpec, DeviceIdentity, Manifest
 from labctl.readings import DeviceRef
 
 DEV = DeviceRef("lumenta", "lx60-0001")
@@ -67,15 +68,15 @@ def test_decode_keeps_declared_channels_and_refuses_impossible_values() -> None:
         {"seq": 0, "ts": 1.78e9, "v": {"level": 40, "lamp_on": 1, "power": 29.1}},
         {"seq": 1, "ts": 1.78e9 + 1, "v": {"level": 40, "lamp_on": 1, "power": 29.0}},
     ]})
-    samples = TELEMETRY_BATCH_IN.validate_json(body)["samples"]
+    samples = decode_batch(body)[1]
     readings = driver.decode(DEV, manifest, STREAM, "s1", samples, 5)
     assert [(r.seq, r.values["power"]) for r in readings] == [(0, 29.1), (1, 29.0)]
-    bad = TELEMETRY_BATCH_IN.validate_json(orjson.dumps({"session": "s1", "samples": [
-        {"seq": 2, "ts": 1.78e9, "v": {"level": 150}}]}))["samples"]
+    bad = decode_batch(orjson.dumps({"session": "s1", "samples": [
+        {"seq": 2, "ts": 1.78e9, "v": {"level": 150}}]}))[1]
     with pytest.raises(ValueError, match=r"level = 150 is outside 0…100"):
         driver.decode(DEV, manifest, STREAM, "s1", bad, 5)
-    undeclared = TELEMETRY_BATCH_IN.validate_json(orjson.dumps({"session": "s1", "samples": [
-        {"seq": 3, "ts": 1.78e9, "v": {"level": 1, "lux": 3}}]}))["samples"]
+    undeclared = decode_batch(orjson.dumps({"session": "s1", "samples": [
+        {"seq": 3, "ts": 1.78e9, "v": {"level": 1, "lux": 3}}]}))[1]
     with pytest.raises(ValueError, match="lux not declared"):
         driver.decode(DEV, manifest, STREAM, "s1", undeclared, 5)
 

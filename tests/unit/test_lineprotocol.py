@@ -68,7 +68,7 @@ def test_string_field_values(raw: str, expected: str) -> None:
 
 def test_numbers() -> None:
     got = line("m", {}, {"a": 1e16, "b": -0.0, "c": 1.5e-7, "d": -(2**63), "e": 2**63 - 1})
-    assert got == f"m a=1e+16,b=-0.0,c=1.5e-07,d={-(2**63)}i,e={2**63 - 1}i 1\n"
+    assert got == f"m a=1e+16,b=-0.0,c=1.5e-7,d={-(2**63)}i,e={2**63 - 1}i 1\n"
     assert line("m", {}, {"f": False}) == "m f=false 1\n"
 
 

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from labctl.protocol.payloads import SampleIn
+from labctl.protocol.inbound import SampleIn
 from labctl.rig.sequence import SequenceTracker
 
 
@@ -44,7 +44,7 @@ def test_same_answers_as_a_set_of_every_seq(seed: int) -> None:
             ref.add(q)
             continue
         ref = seen.setdefault(session, set())
-        fresh = [s["seq"] for s in t.accept_samples(session, _samples(seqs))]
+        fresh = [s.seq for s in t.accept_samples(session, _samples(seqs))]
         expected = []
         for q in seqs:
             if q not in ref:

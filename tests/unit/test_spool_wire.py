@@ -45,8 +45,8 @@ def test_a_block_survives_the_wire_byte_for_byte(rs: list[Reading], text: bytes)
     header, body = pack_block(block, text)
     back, rest = unpack_block(header, body)
     assert rest == text
-    assert format_block(back) == enc.readings(rs)
-    assert format_block(back).count("\n") == len(rs)
+    assert format_block(back) == enc.readings(rs).encode()
+    assert format_block(back).count(b"\n") == len(rs)
 
 
 def test_a_header_that_disagrees_with_its_body_is_refused() -> None:
