@@ -39,6 +39,22 @@ class TelemetryDriver(Protocol):
         ...
 
 
+def readings_of(
+    device: DeviceRef,
+    stream: str,
+    session: str,
+    samples: Sequence[SampleIn],
+    received_ns: int,
+) -> list[Reading]:
+    """One reading per sample, for drivers that pass values through as they came.
+
+    ``tuple.__new__`` builds each NamedTuple without the Python frame of ``Reading._make``
+    (about a third less time): this runs once per reading on the ingest path.
+    """
+    new = tuple.__new__
+    return [new(Reading, (device, stream, session, s.seq, s.ts, s.v, received_ns)) for s in samples]
+
+
 def _is_serial(item: Any) -> bool:
     return getattr(item, "transport", None) == "serial"
 

@@ -27,6 +27,7 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from labctl.commands import CommandClient, CommandOutcome
+from labctl.drivers import readings_of
 from labctl.protocol.inbound import SampleIn
 from labctl.protocol.payloads import Manifest
 from labctl.readings import DeviceRef, Reading
@@ -98,8 +99,7 @@ class LamppostDriver:
             bad = [s.v[name] for s in samples if not lo <= s.v.get(name, lo) <= hi]
             if bad:
                 raise ValueError(f"{name} = {bad[0]:g} is outside {lo:g}…{hi:g}")
-        make = Reading._make
-        return [make((device, stream, session, s.seq, s.ts, s.v, received_ns)) for s in samples]
+        return readings_of(device, stream, session, samples, received_ns)
 
 
 # --- commands ------------------------------------------------------------------------------

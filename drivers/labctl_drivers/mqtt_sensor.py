@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from labctl.drivers import readings_of
 from labctl.protocol.inbound import SampleIn
 from labctl.protocol.payloads import Manifest
 from labctl.readings import DeviceRef, Reading
@@ -32,10 +33,4 @@ class MqttSensorDriver:
                 f"channel(s) {', '.join(sorted(used - declared))} not declared in the manifest "
                 f"(declared: {', '.join(sorted(declared))})"
             )
-        # tuple.__new__ builds the NamedTuple without the Python frame of Reading._make: this
-        # runs once per reading on the ingest path.
-        new = tuple.__new__
-        return [
-            new(Reading, (device, stream, session, s.seq, s.ts, s.v, received_ns))
-            for s in samples
-        ]
+        return readings_of(device, stream, session, samples, received_ns)
