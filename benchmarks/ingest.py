@@ -146,13 +146,17 @@ def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid``, from /proc."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15
+
+
 def spool_process_usage(pid: int | None) -> tuple[float, int]:
     """CPU seconds and peak RSS (KiB) of the controller's spool process, from /proc."""
     if pid is None:
         return 0.0, 0
-    ticks = os.sysconf("SC_CLK_TCK")
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(stat[11]) + int(stat[12])) / ticks  # utime, stime (fields 14, 15)
+    cpu = process_cpu_s(pid)
     hwm = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -537,16 +541,29 @@ def broker(directory: Path) -> Iterator[tuple[str, int]]:
         b.stop()
 
 
+@dataclass(frozen=True)
+class Tsdb:
+    """A running private VictoriaMetrics: its URL and pid."""
+
+    url: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """The server's CPU seconds so far (user + system): what the TSDB spent on a phase."""
+        return process_cpu_s(self.pid)
+
+
 @contextlib.contextmanager
-def victoria_metrics(directory: Path) -> Iterator[str]:
-    """A fresh private VictoriaMetrics for one phase; yields its URL."""
+def victoria_metrics(directory: Path) -> Iterator[Tsdb]:
+    """A fresh private VictoriaMetrics for one phase."""
     from tests.tsdb import VICTORIA_METRICS, VictoriaMetricsServer
 
     binary = shutil.which("victoria-metrics") or VICTORIA_METRICS
     vm = VictoriaMetricsServer(directory, binary)
     vm.start()
     try:
-        yield vm.url
+        assert vm.pid is not None
+        yield Tsdb(vm.url, vm.pid)
     finally:
         vm.stop()
 
@@ -687,7 +704,8 @@ def run_broker_alone(wl: Workload, tmp: Path, timeout: float) -> Phase:
 
 def run_naive(wl: Workload, tmp: Path, timeout: float) -> Phase:
     phase = Phase([])
-    with broker(tmp / "broker-naive") as (host, port), victoria_metrics(tmp / "vm-naive") as url:
+    with broker(tmp / "broker-naive") as (host, port), victoria_metrics(tmp / "vm-naive") as tsdb:
+        url, tsdb_cpu = tsdb.url, tsdb.cpu_s()
         sub = Child(naive_main, host, port, wl, url, timeout)
         try:
             sub.expect("ready", 60)
@@ -700,6 +718,7 @@ def run_naive(wl: Workload, tmp: Path, timeout: float) -> Phase:
             _, res = sub.expect("done", 2 * timeout)
         finally:
             sub.stop()
+        tsdb_cpu = tsdb.cpu_s() - tsdb_cpu
         points = count_points(url, wl.readings)
     row = Row(
         "naive: paho+json+Point+WriteApi → VM",
@@ -713,6 +732,7 @@ def run_naive(wl: Workload, tmp: Path, timeout: float) -> Phase:
     )
     if res.get("t_received"):
         row.notes.append(f"all received after {res['t_received'] - t0:.2f} s, rest is close()")
+    row.notes.append(f"VictoriaMetrics CPU: {tsdb_cpu:.2f} s")
     phase.rows.append(row)
     return phase
 
@@ -721,8 +741,9 @@ def run_labctl(wl: Workload, tmp: Path, timeout: float) -> Phase:
     phase = Phase([])
     with (
         broker(tmp / "broker-labctl") as (host, port),
-        victoria_metrics(tmp / "vm-labctl") as url,
+        victoria_metrics(tmp / "vm-labctl") as tsdb,
     ):
+        url, tsdb_cpu = tsdb.url, tsdb.cpu_s()
         sub = Child(labctl_main, host, port, wl, url, str(tmp / "spool"), timeout)
         try:
             pub = start_publisher(host, port, wl, timeout)
@@ -735,6 +756,7 @@ def run_labctl(wl: Workload, tmp: Path, timeout: float) -> Phase:
             _, res = sub.expect("done", 3 * timeout)
         finally:
             sub.stop()
+        tsdb_cpu = tsdb.cpu_s() - tsdb_cpu
         points = count_points(url, wl.readings)
     n = res.get("readings", 0)
     msgs = wl.messages if n >= wl.readings else 0
@@ -771,6 +793,9 @@ def run_labctl(wl: Workload, tmp: Path, timeout: float) -> Phase:
             f"ingest: {res['batches']:,} batches (spool fsyncs), {n / res['batches']:,.0f} "
             f"readings per batch on average, largest {res['largest_batch']:,}"
         )
+    e2e.notes.append(
+        f"CPU: controller + spool process {res['cpu_s']:.2f} s, VictoriaMetrics {tsdb_cpu:.2f} s"
+    )
     if res.get("bus", {}).get("backpressure_waits"):
         e2e.notes.append(f"bus backpressure waits: {res['bus']['backpressure_waits']}")
     phase.rows += [spooled, e2e]
