@@ -1,9 +1,10 @@
 """Pydantic models of every ``labctl/1`` payload.
 
 These are the edge: every inbound payload is parsed by one of these models before anything else
-sees it. Models forbid unknown fields where a typo would silently lose meaning, reject NaN and
-Infinity, and bound every collection so a hostile payload cannot make the controller allocate
-without limit.
+sees it — except telemetry, which the edge decodes into the msgspec structs of
+:mod:`labctl.protocol.inbound`, held to these models by a unit test. Models forbid unknown
+fields where a typo would silently lose meaning, reject NaN and Infinity, and bound every
+collection so a hostile payload cannot make the controller allocate without limit.
 """
 
 from __future__ import annotations
