@@ -52,20 +52,32 @@ class Served:
         )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LABCTL_")}
         self.env["LABCTL_CONFIG"] = str(self.config)
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labctl.cli.main", "serve", "--http", f"127.0.0.1:{self.port}"],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 20
-        while read_info(self.data) is None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not start: {self.proc.communicate()}")
-            time.sleep(0.05)
+        # free_port's port can be taken (as some connection's source port) before serve binds
+        # it; on a busy machine that happened: try another.
+        for attempt in range(3):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    *("-m", "labctl.cli.main", "serve", "--http", f"127.0.0.1:{self.port}"),
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 20
+            while read_info(self.data) is None:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    out = self.proc.communicate()
+                    if "address already in use" in out[1] and attempt < 2:
+                        break
+                    raise AssertionError(f"serve did not start: {out}")
+                time.sleep(0.05)
+            else:
+                return
 
     @property
     def url(self) -> str:
