@@ -147,9 +147,11 @@ def peak_rss_kib() -> int:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid``, from /proc."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15
+    """User + system CPU seconds of process ``pid``."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def spool_process_usage(pid: int | None) -> tuple[float, int]:
